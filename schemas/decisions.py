@@ -1,0 +1,121 @@
+"""What people decide on a project: one input model per Temporal Update.
+
+Every input carries a `decision_id` chosen by the caller: sending the same decision twice (a retry after a
+timeout, a double click) returns the first result and records nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.money import Money
+from schemas.proposal import Reference, Strict, Text
+
+DecisionId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"),
+    Field(description="Caller-chosen id; the same id sent again returns the first result"),
+]
+Person = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Institution(StrEnum):
+    cdb = "cdb"
+    exim = "exim"
+    sinosure = "sinosure"
+
+    @property
+    def display(self) -> str:
+        return INSTITUTION_NAMES[self]
+
+
+INSTITUTION_NAMES = {
+    Institution.cdb: "China Development Bank",
+    Institution.exim: "China Exim",
+    Institution.sinosure: "Sinosure",
+}
+
+
+class Terms(Strict):
+    """Loan terms (CDB, China Exim) or insurance terms (Sinosure). Confidential to borrower and institutions."""
+
+    interest_rate_pct: Annotated[Decimal, Field(ge=0, le=30)] | None = None
+    tenor_years: Annotated[int, Field(ge=1, le=40)] | None = None
+    grace_period_years: Annotated[int, Field(ge=0, le=15)] | None = None
+    fee_pct: Annotated[Decimal, Field(ge=0, le=20)] | None = Field(
+        default=None, description="Management fee (loans) or premium rate (Sinosure cover)"
+    )
+
+
+class Approve(Strict):
+    decision_id: DecisionId
+    institution: Institution
+    officer: Person
+    amount: Money = Field(description="Loan amount approved, or for Sinosure the amount insured")
+    terms: Terms = Field(default_factory=Terms)
+    conditions: list[Text] = Field(
+        default_factory=list, description="Conditions attached; each becomes a condition precedent"
+    )
+
+
+class Reject(Strict):
+    decision_id: DecisionId
+    institution: Institution
+    officer: Person
+    reason: Text
+
+
+class RequestInformation(Strict):
+    decision_id: DecisionId
+    institution: Institution
+    officer: Person
+    questions: Text
+
+
+class ProvideInformation(Strict):
+    decision_id: DecisionId
+    institution: Institution = Field(description="The institution whose information request is answered")
+    responder: Person
+    answer: Text
+    documents: list[Reference] = Field(default_factory=list)
+
+
+class SatisfyCondition(Strict):
+    decision_id: DecisionId
+    condition_id: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    evidence: Reference = Field(description="Reference of the document that shows the condition is met")
+    by: Person
+
+
+class AcceptanceCertificate(Strict):
+    reference: Reference
+    issued_by: Person
+    issued_on: date
+
+
+class CompleteMilestone(Strict):
+    decision_id: DecisionId
+    milestone_id: Annotated[str, StringConstraints(min_length=1, max_length=41)]
+    certificate: AcceptanceCertificate
+    by: Person
+
+
+class Cancel(Strict):
+    decision_id: DecisionId
+    reason: Text
+    by: Person
+
+
+class Receipt(BaseModel):
+    """What an accepted decision returns; the same decision sent again returns the same receipt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision_id: str
+    message: str
+    event_sequence: int = Field(description="Sequence number of the status event the decision produced")

@@ -1,0 +1,113 @@
+"""Money with ISO 4217 minor units.
+
+Amounts are Decimals, never floats: a disbursement split across tranches must add up to the cent (or the
+millime: the Tunisian dinar has three decimals, the yen none).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# ISO 4217 minor units of the currencies the alliance's projects are priced, financed or paid in.
+MINOR_UNITS: dict[str, int] = {
+    "USD": 2,
+    "EUR": 2,
+    "CNY": 2,
+    "JPY": 0,
+    "GBP": 2,
+    "THB": 2,
+    "BDT": 2,
+    "MYR": 2,
+    "NGN": 2,
+    "ETB": 2,
+    "TND": 3,
+    "TZS": 2,
+    "ZMW": 2,
+    "KES": 2,
+    "PKR": 2,
+    "EGP": 2,
+    "KZT": 2,
+    "IDR": 2,
+    "LAK": 2,
+    "KHR": 2,
+}
+
+
+# Well above the largest informatization loan; keeps Decimal arithmetic far from its precision limit.
+MAX_AMOUNT = Decimal(10) ** 15
+
+
+def _known_currency(code: str) -> str:
+    code = code.upper()
+    if code not in MINOR_UNITS:
+        known = ", ".join(sorted(MINOR_UNITS))
+        raise ValueError(f"unknown currency '{code}': use an ISO 4217 code, one of {known}")
+    return code
+
+
+CurrencyCode = Annotated[str, AfterValidator(_known_currency)]
+
+
+class Money(BaseModel):
+    """A non-negative amount in one currency, with no more decimals than the currency has minor units."""
+
+    model_config = ConfigDict(frozen=True)
+
+    amount: Decimal = Field(description="Amount as a decimal string, e.g. '12500000.00'")
+    currency: CurrencyCode = Field(description="ISO 4217 code, e.g. 'USD', 'CNY', 'TND'")
+
+    @field_validator("amount")
+    @classmethod
+    def _finite_and_not_negative(cls, value: Decimal) -> Decimal:
+        if not value.is_finite():
+            raise ValueError("amount must be a finite number")
+        if value < 0:
+            raise ValueError("amount cannot be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_minor_units(self) -> Money:
+        places = MINOR_UNITS[self.currency]
+        if self.amount >= MAX_AMOUNT:
+            raise ValueError(f"amount {self.amount} is beyond any project's size (limit {MAX_AMOUNT:,})")
+        if self.amount != self.amount.quantize(Decimal(1).scaleb(-places)):
+            raise ValueError(
+                f"{self.currency} has {places} decimal place{'s' if places != 1 else ''}; "
+                f"{self.amount} has more"
+            )
+        return self
+
+    @classmethod
+    def of(cls, amount: Decimal | int | str, currency: str) -> Money:
+        return cls(amount=Decimal(amount), currency=currency)
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-MINOR_UNITS[self.currency])
+
+    def share(self, percent: Decimal) -> Money:
+        """`percent` of this amount, rounded down to the currency's minor unit (the remainder is settled last)."""
+        value = (self.amount * percent / Decimal(100)).quantize(self.quantum, rounding=ROUND_DOWN)
+        return Money(amount=value, currency=self.currency)
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(amount=self.amount + other.amount, currency=self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(amount=self.amount - other.amount, currency=self.currency)
+
+    def zero(self) -> Money:
+        return Money(amount=Decimal(0), currency=self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot combine {self.currency} and {other.currency} amounts")
+
+    def __str__(self) -> str:
+        places = MINOR_UNITS[self.currency]
+        return f"{self.currency} {self.amount.quantize(Decimal(1).scaleb(-places)):,}"
