@@ -52,8 +52,13 @@ class Terms(Strict):
     )
 
 
-class Approve(Strict):
+class Decision(Strict):
+    """Base of every decision: the caller's id makes it idempotent."""
+
     decision_id: DecisionId
+
+
+class Approve(Decision):
     institution: Institution
     officer: Person
     amount: Money = Field(description="Loan amount approved, or for Sinosure the amount insured")
@@ -63,30 +68,26 @@ class Approve(Strict):
     )
 
 
-class Reject(Strict):
-    decision_id: DecisionId
+class Reject(Decision):
     institution: Institution
     officer: Person
     reason: Text
 
 
-class RequestInformation(Strict):
-    decision_id: DecisionId
+class RequestInformation(Decision):
     institution: Institution
     officer: Person
     questions: Text
 
 
-class ProvideInformation(Strict):
-    decision_id: DecisionId
+class ProvideInformation(Decision):
     institution: Institution = Field(description="The institution whose information request is answered")
     responder: Person
     answer: Text
     documents: list[Reference] = Field(default_factory=list)
 
 
-class SatisfyCondition(Strict):
-    decision_id: DecisionId
+class SatisfyCondition(Decision):
     condition_id: Annotated[str, StringConstraints(min_length=1, max_length=80)]
     evidence: Reference = Field(description="Reference of the document that shows the condition is met")
     by: Person
@@ -98,15 +99,13 @@ class AcceptanceCertificate(Strict):
     issued_on: date
 
 
-class CompleteMilestone(Strict):
-    decision_id: DecisionId
+class CompleteMilestone(Decision):
     milestone_id: Annotated[str, StringConstraints(min_length=1, max_length=41)]
     certificate: AcceptanceCertificate
     by: Person
 
 
-class Cancel(Strict):
-    decision_id: DecisionId
+class Cancel(Decision):
     reason: Text
     by: Person
 

@@ -274,7 +274,7 @@ class StatusEvent(BaseModel):
 
     @classmethod
     def wrap(cls, event_id: str, time: datetime, data: EventData) -> StatusEvent:
-        kind = str(getattr(data, "kind"))
+        kind = str(data.kind)
         return cls(
             id=event_id,
             source=f"/alliance/projects/{data.project_id}",

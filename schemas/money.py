@@ -75,8 +75,7 @@ class Money(BaseModel):
             raise ValueError(f"amount {self.amount} is beyond any project's size (limit {MAX_AMOUNT:,})")
         if self.amount != self.amount.quantize(Decimal(1).scaleb(-places)):
             raise ValueError(
-                f"{self.currency} has {places} decimal place{'s' if places != 1 else ''}; "
-                f"{self.amount} has more"
+                f"{self.currency} has {places} decimal place{'s' if places != 1 else ''}; {self.amount} has more"
             )
         return self
 
