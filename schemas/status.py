@@ -136,6 +136,7 @@ class ProjectStatus(BaseModel):
     tranches: list[Tranche] = Field(default_factory=list)
     disbursements: list[Disbursement] = Field(default_factory=list)
     warranty_ends_at: datetime | None = None
+    warranty_over_at: datetime | None = Field(default=None, description="When final acceptance became possible")
     outcome: str | None = Field(default=None, description="Why the project ended where it did")
     events: list[EventRef] = Field(default_factory=list)
 

@@ -111,7 +111,6 @@ class ProjectWorkflow:
         self._outbox: list[ev.StatusEvent] = []
         self._receipts: dict[str, tuple[str, Receipt]] = {}
         self._reviews: dict[Institution, workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]] = {}
-        self._warranty_over = False
 
     # ------------------------------------------------------------------ run
 
@@ -557,6 +556,8 @@ class ProjectWorkflow:
 
     async def _delivery(self) -> None:
         for milestone in self._status.milestones:
+            if self._cancelled:
+                return
             if milestone.kind is MilestoneKind.final_acceptance:
                 await self._warranty()
                 if self._cancelled:
@@ -580,7 +581,8 @@ class ProjectWorkflow:
         self._enter(Stage.warranty, f"Warranty period until {ends:%Y-%m-%d}; final acceptance follows it")
         self._emit(ev.WarrantyStarted, ends_at=ends)
         await wait_until(lambda: self._cancelled, ends)
-        self._warranty_over = True
+        if not self._cancelled:
+            self._status.warranty_over_at = workflow.now()
 
     async def _disburse(self, milestone: Milestone) -> None:
         final = milestone.kind is MilestoneKind.final_acceptance
@@ -673,7 +675,7 @@ class ProjectWorkflow:
                 f"milestone {milestone.milestone_id} cannot be completed before {following.milestone_id} "
                 f"({following.title})"
             )
-        if milestone.kind is MilestoneKind.final_acceptance and not self._warranty_over:
+        if milestone.kind is MilestoneKind.final_acceptance and self._status.warranty_over_at is None:
             ends = self._status.warranty_ends_at
             until = f"until {ends:%Y-%m-%d}" if ends else "after provisional acceptance"
             raise Refused(f"final acceptance comes after the warranty period, which runs {until}")

@@ -1,0 +1,449 @@
+"""`alliance`: the staff command line.
+
+A person's mistake prints one line (`error: ...`) and exits 1; only a bug prints a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from alliance import logs
+from alliance.connections import connect_temporal
+from alliance.projects import Projects, UserError, explain_validation, load_proposal
+from alliance.settings import Settings, get_settings
+from schemas.decisions import (
+    AcceptanceCertificate,
+    Approve,
+    Cancel,
+    CompleteMilestone,
+    Decision,
+    Institution,
+    ProvideInformation,
+    Reject,
+    RequestInformation,
+    SatisfyCondition,
+    Terms,
+)
+from schemas.money import Money
+from schemas.status import ProjectStatus
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Alliance Workflows: projects on Temporal, events on Kafka."
+)
+events_app = typer.Typer(no_args_is_help=True, help="Read the status events on Kafka.")
+app.add_typer(events_app, name="events")
+
+out = Console()
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ROOT / "deploy" / "local" / "services.sh"
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _projects(settings: Settings) -> Projects:
+    try:
+        client = await connect_temporal(settings)
+    except RuntimeError as err:
+        raise UserError(
+            f"cannot reach the Temporal server at {settings.temporal_address} ({err}); "
+            "start it with `alliance dev` or `deploy/local/services.sh start`"
+        ) from err
+    return Projects(client, settings)
+
+
+def _with_projects(action: Callable[[Projects], Awaitable[T]]) -> T:
+    async def go() -> T:
+        return await action(await _projects(get_settings()))
+
+    return run(go())
+
+
+def _decision(model: type[Decision], **fields: Any) -> Decision:
+    fields["decision_id"] = fields.get("decision_id") or f"cli-{uuid.uuid4()}"
+    try:
+        return model.model_validate(fields)
+    except ValidationError as err:
+        raise UserError(explain_validation(err, "decision")) from err
+
+
+def _submit(project_id: str, decision: Decision) -> None:
+    receipt = _with_projects(lambda projects: projects.decide(project_id, decision))
+    out.print(f"{project_id}: {receipt.message} (event #{receipt.event_sequence}, decision id {receipt.decision_id})")
+
+
+def _money(text: str) -> Money:
+    """'USD 120000000' or '120000000 USD' or '120,000,000.00 USD'."""
+    parts = text.replace(",", "").split()
+    if len(parts) != 2:
+        raise UserError(f"amount '{text}': write the currency and the amount, e.g. 'USD 120000000'")
+    currency, number = (parts[0], parts[1]) if parts[0].isalpha() else (parts[1], parts[0])
+    try:
+        return Money(amount=Decimal(number), currency=currency)
+    except (InvalidOperation, ValueError) as err:
+        detail = explain_validation(err, "amount") if isinstance(err, ValidationError) else f"'{number}' is no number"
+        raise UserError(f"amount '{text}': {detail}") from err
+
+
+DecisionIdOpt = Annotated[
+    str | None, typer.Option("--decision-id", help="Your id for this decision; re-sending it changes nothing")
+]
+ProjectArg = Annotated[str, typer.Argument(help="Project id, e.g. zm-lusaka-smart-city-2")]
+
+
+# ------------------------------------------------------------------ running
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: the project workflows and their activities."""
+    from alliance.worker import run_worker
+
+    settings = get_settings()
+    logs.configure(settings)
+    _run_until_interrupted(lambda stop: run_worker(settings, stop))
+
+
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="Load the example projects once the worker runs")] = True,
+    headless: Annotated[bool, typer.Option(help="Run the Temporal dev server without its Web UI")] = False,
+) -> None:
+    """Start the local Temporal dev server (with its Web UI), the Kafka broker and a worker; Ctrl-C stops all."""
+    from alliance.demo import run_demo
+    from alliance.worker import run_worker
+
+    settings = get_settings()
+    logs.configure(settings)
+    env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
+    if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
+        raise UserError("the local services did not start; see the lines above")
+    try:
+
+        async def main(stop: asyncio.Event) -> None:
+            worker_task = asyncio.create_task(run_worker(settings, stop))
+            if demo:
+                projects = await _projects(settings)
+                for line in await run_demo(projects):
+                    out.print(line)
+            out.print(
+                "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · Kafka: "
+                f"{settings.kafka_bootstrap_servers} · topic {settings.status_topic}. Ctrl-C stops everything."
+            )
+            await worker_task
+
+        _run_until_interrupted(main)
+    finally:
+        subprocess.run(["bash", str(SERVICES), "stop"])
+
+
+def _run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    run(go())
+
+
+@app.command()
+def demo() -> None:
+    """Drive the example projects through every path, so the Web UI shows projects in each stage."""
+    from alliance.demo import run_demo
+
+    for line in _with_projects(run_demo):
+        out.print(line)
+
+
+# ------------------------------------------------------------------ acting on projects
+
+
+@app.command()
+def propose(file: Annotated[Path, typer.Argument(help="Proposal as JSON (see examples/)")]) -> None:
+    """Start a project from a proposal file."""
+    proposal = load_proposal(file)
+    wf_id = _with_projects(lambda projects: projects.propose(proposal))
+    out.print(f"Started project {proposal.project_id} (workflow {wf_id}); screening runs now.")
+
+
+@app.command()
+def decide(
+    project: ProjectArg,
+    institution: Annotated[Institution, typer.Option(help="Whose decision this is")],
+    officer: Annotated[str, typer.Option(help="The officer deciding")],
+    approve: Annotated[str | None, typer.Option(help="Approve this amount, e.g. 'USD 120000000'")] = None,
+    reject: Annotated[str | None, typer.Option(help="Reject, with this reason")] = None,
+    request_info: Annotated[str | None, typer.Option(help="Ask the contractor these questions")] = None,
+    rate: Annotated[Decimal | None, typer.Option(help="Interest rate, % a year")] = None,
+    tenor: Annotated[int | None, typer.Option(help="Tenor, years")] = None,
+    grace: Annotated[int | None, typer.Option(help="Grace period, years")] = None,
+    fee: Annotated[Decimal | None, typer.Option(help="Management fee or premium, %")] = None,
+    condition: Annotated[
+        list[str] | None, typer.Option(help="A condition attached to the approval (repeatable)")
+    ] = None,
+    decision_id: DecisionIdOpt = None,
+) -> None:
+    """An institution's decision: --approve AMOUNT, --reject REASON or --request-info QUESTIONS."""
+    chosen = [
+        name for name, value in (("approve", approve), ("reject", reject), ("request-info", request_info)) if value
+    ]
+    if len(chosen) != 1:
+        raise UserError("say exactly one of --approve AMOUNT, --reject REASON, --request-info QUESTIONS")
+    common = {"decision_id": decision_id, "institution": institution, "officer": officer}
+    decision: Decision
+    if approve:
+        try:
+            terms = Terms(interest_rate_pct=rate, tenor_years=tenor, grace_period_years=grace, fee_pct=fee)
+        except ValidationError as err:
+            raise UserError(explain_validation(err, "terms")) from err
+        decision = _decision(Approve, **common, amount=_money(approve), terms=terms, conditions=condition or [])
+    elif reject:
+        decision = _decision(Reject, **common, reason=reject)
+    else:
+        decision = _decision(RequestInformation, **common, questions=request_info)
+    _submit(project, decision)
+
+
+@app.command()
+def respond(
+    project: ProjectArg,
+    institution: Annotated[Institution, typer.Option(help="The institution whose request is answered")],
+    answer: Annotated[str, typer.Option(help="The contractor's answer")],
+    by: Annotated[str, typer.Option(help="Who answers")],
+    document: Annotated[list[str] | None, typer.Option(help="Reference of a document sent (repeatable)")] = None,
+    decision_id: DecisionIdOpt = None,
+) -> None:
+    """The contractor answers an institution's information request."""
+    _submit(
+        project,
+        _decision(
+            ProvideInformation,
+            decision_id=decision_id,
+            institution=institution,
+            responder=by,
+            answer=answer,
+            documents=document or [],
+        ),
+    )
+
+
+@app.command()
+def satisfy(
+    project: ProjectArg,
+    condition: Annotated[str, typer.Argument(help="Condition id, as `alliance status` lists it")],
+    evidence: Annotated[str, typer.Option(help="Reference of the document that shows it")],
+    by: Annotated[str, typer.Option(help="Who reports it")],
+    decision_id: DecisionIdOpt = None,
+) -> None:
+    """Record a condition precedent as satisfied."""
+    _submit(
+        project,
+        _decision(SatisfyCondition, decision_id=decision_id, condition_id=condition, evidence=evidence, by=by),
+    )
+
+
+@app.command("complete-milestone")
+def complete_milestone(
+    project: ProjectArg,
+    milestone: Annotated[str, typer.Argument(help="Milestone id from the proposal's plan")],
+    certificate: Annotated[str, typer.Option(help="Acceptance certificate reference")],
+    issued_by: Annotated[str, typer.Option(help="Who signed the certificate")],
+    by: Annotated[str, typer.Option(help="Who reports the milestone")],
+    issued_on: Annotated[str | None, typer.Option(help="Certificate date, YYYY-MM-DD (default today)")] = None,
+    decision_id: DecisionIdOpt = None,
+) -> None:
+    """Complete a delivery milestone with its acceptance certificate; its payment share is disbursed."""
+    try:
+        issued = date.fromisoformat(issued_on) if issued_on else date.today()
+    except ValueError as err:
+        raise UserError(f"--issued-on '{issued_on}' is not a date like 2027-03-31") from err
+    try:
+        cert = AcceptanceCertificate(reference=certificate, issued_by=issued_by, issued_on=issued)
+    except ValidationError as err:
+        raise UserError(explain_validation(err, "certificate")) from err
+    _submit(
+        project,
+        _decision(CompleteMilestone, decision_id=decision_id, milestone_id=milestone, certificate=cert, by=by),
+    )
+
+
+@app.command()
+def cancel(
+    project: ProjectArg,
+    reason: Annotated[str, typer.Option(help="Why the project is cancelled")],
+    by: Annotated[str, typer.Option(help="Who cancels")],
+    decision_id: DecisionIdOpt = None,
+) -> None:
+    """Cancel a project at any stage; approved commitments not drawn are released."""
+    _submit(project, _decision(Cancel, decision_id=decision_id, reason=reason, by=by))
+
+
+# ------------------------------------------------------------------ reading
+
+
+@app.command()
+def status(
+    project: ProjectArg,
+    as_json: Annotated[bool, typer.Option("--json", help="The typed status as JSON")] = False,
+) -> None:
+    """Where a project stands."""
+    current = _with_projects(lambda projects: projects.status(project))
+    if as_json:
+        sys.stdout.write(current.model_dump_json(indent=2) + "\n")
+        return
+    _print_status(current)
+
+
+def _print_status(s: ProjectStatus) -> None:
+    out.print(f"[bold]{s.project_id}[/] — {s.title}")
+    out.print(
+        f"{s.country} · {s.sector.value} · contract {s.contract}"
+        + (f" (USD {s.contract_usd:,})" if s.contract_usd else "")
+    )
+    out.print(f"Stage: [bold]{s.stage.value}[/] since {s.stage_since:%Y-%m-%d %H:%M} UTC — {s.details}")
+    for reason in s.screening_reasons:
+        out.print(f"  ✗ {reason}")
+    if s.reviews:
+        table = Table(title="Financing reviews")
+        for col in ("institution", "status", "requested", "approved", "deadline", "by / reason"):
+            table.add_column(col)
+        for r in s.reviews:
+            table.add_row(
+                r.institution.display,
+                r.status.value,
+                str(r.requested),
+                str(r.approved) if r.approved else "",
+                f"{r.deadline:%Y-%m-%d}",
+                r.decided_by or r.reason or "",
+            )
+        out.print(table)
+    if s.conditions:
+        table = Table(title="Conditions precedent")
+        for col in ("id", "condition", "required by", "satisfied"):
+            table.add_column(col)
+        for c in s.conditions:
+            table.add_row(c.condition_id, c.title, c.required_by, c.evidence or "")
+        out.print(table)
+    if s.tranches:
+        table = Table(title="Tranches")
+        for col in ("institution", "approved", "disbursed", "retained", "released"):
+            table.add_column(col)
+        for t in s.tranches:
+            table.add_row(t.institution.display, str(t.approved), str(t.disbursed), str(t.retained), str(t.released))
+        out.print(table)
+    if s.stage.value in ("delivery", "warranty", "completed") or any(m.completed_at for m in s.milestones):
+        table = Table(title="Milestones")
+        for col in ("id", "milestone", "share", "certificate", "completed"):
+            table.add_column(col)
+        for m in s.milestones:
+            table.add_row(
+                m.milestone_id,
+                m.title,
+                f"{m.payment_share_pct}%",
+                m.certificate.reference if m.certificate else "",
+                f"{m.completed_at:%Y-%m-%d}" if m.completed_at else "",
+            )
+        out.print(table)
+    published = sum(e.published for e in s.events)
+    out.print(f"Status events: {len(s.events)} ({published} published)")
+
+
+@app.command("list")
+def list_projects(
+    stage: Annotated[str | None, typer.Option(help="e.g. financing, delivery, completed")] = None,
+    country: Annotated[str | None, typer.Option(help="ISO code, e.g. ZM")] = None,
+    sector: Annotated[str | None, typer.Option(help="e.g. smart_cities")] = None,
+    pending: Annotated[Institution | None, typer.Option(help="Projects waiting for this institution")] = None,
+) -> None:
+    """Projects, from Temporal visibility, filtered by stage, country, sector or pending institution."""
+    rows = _with_projects(
+        lambda projects: projects.list(
+            stage=stage, country=country, sector=sector, pending=pending.value if pending else None
+        )
+    )
+    table = Table()
+    for col in ("project", "stage", "country", "sector", "pending", "contract (USD)", "started"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row.project_id,
+            row.stage,
+            row.country,
+            row.sector,
+            ", ".join(row.pending),
+            f"{row.contract_usd:,.0f}" if row.contract_usd is not None else "",
+            f"{row.started:%Y-%m-%d %H:%M}",
+        )
+    out.print(table)
+    out.print(f"{len(rows)} project(s)")
+
+
+@events_app.command("tail")
+def events_tail(
+    project: Annotated[str | None, typer.Option(help="Only this project's events")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest event kept")] = True,
+    follow: Annotated[bool, typer.Option(help="Keep waiting for new events")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many events")] = None,
+) -> None:
+    """Print status events from Kafka, one JSON line each."""
+    from alliance.event_feed import tail
+
+    settings = get_settings()
+
+    def show(event_json: str) -> None:
+        sys.stdout.write(event_json + "\n")
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(tail(settings, show, project=project, from_beginning=from_beginning, follow=follow, limit=limit))
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main() -> None:
+    """Runs the CLI and ends the process with os._exit: a process that used a Temporal client can otherwise
+    abort at interpreter exit (temporalio/sdk-python issue 300)."""
+    code = 0
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        code = stop.exit_code
+    except click.ClickException as err:
+        err.show()
+        code = err.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        code = 130
+    except UserError as err:
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        code = 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 70
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)

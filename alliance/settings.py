@@ -1,0 +1,111 @@
+"""Configuration, from `ALLIANCE_*` environment variables (and a `.env` file if present).
+
+Defaults are the embedded local set-up: the Temporal dev server on 127.0.0.1:7233 and the Kafka broker on
+127.0.0.1:19092, both started by `deploy/local/services.sh`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from activities.screening import EligibilityRules
+from schemas.timetable import Timetable
+
+PARTNER_COUNTRIES = ["TH", "BD", "MY", "NG", "ET", "TN", "TZ", "ZM", "KE", "PK", "EG", "KZ", "ID", "LA", "KH"]
+
+# USD per one unit of each currency. Reference rates for the local set-up; production reads its treasury's.
+DEFAULT_RATES = {
+    "USD": "1",
+    "EUR": "1.08",
+    "GBP": "1.27",
+    "CNY": "0.138",
+    "JPY": "0.0067",
+    "THB": "0.028",
+    "BDT": "0.0083",
+    "MYR": "0.22",
+    "NGN": "0.00065",
+    "ETB": "0.0078",
+    "TND": "0.32",
+    "TZS": "0.00038",
+    "ZMW": "0.037",
+    "KES": "0.0077",
+    "PKR": "0.0036",
+    "EGP": "0.02",
+    "KZT": "0.002",
+    "IDR": "0.000063",
+    "LAK": "0.000046",
+    "KHR": "0.00024",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_file=".env", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "alliance-projects"
+    temporal_api_key: SecretStr | None = Field(default=None, description="Temporal Cloud API key")
+    temporal_tls: bool = Field(default=False, description="TLS to the frontend (implied by an API key)")
+    temporal_tls_cert: Path | None = Field(default=None, description="Client certificate for mTLS")
+    temporal_tls_key: Path | None = Field(default=None, description="Client private key for mTLS")
+    temporal_tls_ca: Path | None = Field(default=None, description="CA bundle of a self-hosted cluster")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    status_topic: str = "alliance.project-status.v1"
+    instruction_topic: str = "alliance.institution-instructions.v1"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+
+    # The project timetable given to every new project
+    review_days: int = 30
+    reminder_days_before: int = 5
+    effectiveness_days: int = 180
+    warranty_months: int = 12
+
+    # Screening
+    partner_countries: list[str] = Field(default_factory=lambda: list(PARTNER_COUNTRIES))
+    fx_usd_per_unit: dict[str, Decimal] = Field(
+        default_factory=lambda: {k: Decimal(v) for k, v in DEFAULT_RATES.items()}
+    )
+    fx_rate_date: date = date(2026, 11, 2)
+
+    # Logs
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    # Local services (deploy/local/services.sh)
+    state_dir: Path = Path(".state")
+
+    def timetable(self) -> Timetable:
+        return Timetable(
+            review_days=self.review_days,
+            reminder_days_before=self.reminder_days_before,
+            effectiveness_days=self.effectiveness_days,
+            warranty_months=self.warranty_months,
+        )
+
+    def eligibility_rules(self) -> EligibilityRules:
+        return EligibilityRules(
+            partner_countries=frozenset(c.upper() for c in self.partner_countries),
+            usd_per_unit=dict(self.fx_usd_per_unit),
+            rate_date=self.fx_rate_date,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
