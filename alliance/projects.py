@@ -6,6 +6,7 @@ becomes a `UserError` whose message is one sentence in the domain's words.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,7 +150,7 @@ class Projects:
         }[type(decision)]
         handle = self._handle(project_id)
         try:
-            result: Receipt = await handle.execute_update(update, decision, id=decision.decision_id)
+            result: Receipt = await handle.execute_update(update, decision, id=update_id(decision))
             return result
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -244,3 +245,11 @@ class ProjectRow(BaseModel):
 def quote(value: str) -> str:
     """Escapes a value for a visibility query (the values come from people)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def update_id(decision: Decision) -> str:
+    """Temporal's update id: the decision id plus a digest of the content. Temporal answers a repeated update id
+    with the first outcome without asking the workflow, which is right for a retry but would hide a different
+    decision sent under a used id; with the digest, that one reaches the validator and is refused."""
+    digest = hashlib.sha256(decision.model_dump_json().encode()).hexdigest()[:16]
+    return f"{decision.decision_id}/{digest}"

@@ -459,14 +459,14 @@ class ProjectWorkflow:
         raise Refused(f"{institution.display} has no review in project {self._proposal.project_id}")
 
     def _open_review(self, institution: Institution) -> Review:
-        if self._status.stage is not Stage.financing:
-            raise Refused(
-                f"project {self._proposal.project_id} is in {self._status.stage.value}, "
-                "not financing: no review is open"
-            )
+        review = next((r for r in self._status.reviews if r.institution is institution), None)
+        if review is None and self._status.stage is Stage.screening:
+            raise Refused(f"project {self._proposal.project_id} is still in screening: no review is open yet")
         review = self._review(institution)
         if not review.status.is_open:
             raise Refused(f"the {institution.display} review is closed: {review.status.value}")
+        if self._status.stage is not Stage.financing:
+            raise Refused(f"project {self._proposal.project_id} is {self._status.stage.value}: no review is open")
         return review
 
     # ------------------------------------------------------------------ effectiveness
