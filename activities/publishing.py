@@ -8,7 +8,7 @@ instruction ids were fixed by the workflow, a record sent twice is a recognisabl
 from __future__ import annotations
 
 import structlog
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
 from temporalio import activity
 
 from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION, PublishEvents, SendInstruction

@@ -98,10 +98,13 @@ class EligibilityRules:
                 )
         financed = sum((self.convert(m, p.contract.currency) for m in loans), Decimal(0))
         if financed + p.down_payment.amount < p.contract.amount:
-            gap = p.contract.amount - financed - p.down_payment.amount
+            gap = Money(
+                amount=(p.contract.amount - financed - p.down_payment.amount).quantize(p.contract.quantum),
+                currency=p.contract.currency,
+            )
             reasons.append(
-                f"the loans requested plus the down payment fall short of the contract by "
-                f"{p.contract.currency} {gap:,.2f} (rates of {self.rate_date.isoformat()})"
+                f"the loans requested plus the down payment fall short of the contract by {gap} "
+                f"(rates of {self.rate_date.isoformat()})"
             )
         return reasons
 

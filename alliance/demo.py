@@ -87,20 +87,20 @@ class Driver:
             conditions=conditions or [],
         )
 
+    async def satisfy(self, condition_id: str) -> None:
+        await self.send(
+            SatisfyCondition,
+            condition_id=condition_id,
+            evidence=f"DOC-{self.pid}-{condition_id}",
+            by="Li Wei, Inspur project office",
+        )
+
     async def satisfy_all(self) -> None:
         status = await self.wait(lambda s: s.stage is Stage.effectiveness)
         for condition in status.conditions:
-            await self.send(
-                SatisfyCondition,
-                condition_id=condition.condition_id,
-                evidence=f"DOC-{self.pid}-{condition.condition_id}",
-                by="Li Wei, Inspur project office",
-            )
+            await self.satisfy(condition.condition_id)
 
-    async def complete(self, milestone_id: str) -> None:
-        status = await self.wait(lambda s: s.stage in (Stage.delivery, Stage.warranty))
-        if milestone_id == status.milestones[-1].milestone_id:
-            await self.wait(lambda s: s.warranty_over_at is not None)
+    async def report_milestone(self, milestone_id: str) -> None:
         await self.send(
             CompleteMilestone,
             milestone_id=milestone_id,
@@ -109,6 +109,13 @@ class Driver:
             ),
             by="Zhang Min, Inspur project manager",
         )
+
+    async def complete(self, milestone_id: str) -> None:
+        """Reports the milestone once the project can take it (for final acceptance: after the warranty)."""
+        status = await self.wait(lambda s: s.stage in (Stage.delivery, Stage.warranty))
+        if milestone_id == status.milestones[-1].milestone_id:
+            await self.wait(lambda s: s.warranty_over_at is not None)
+        await self.report_milestone(milestone_id)
 
 
 async def run_demo(projects: Projects) -> list[str]:

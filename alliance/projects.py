@@ -139,7 +139,7 @@ class Projects:
         return wf_id
 
     async def decide(self, project_id: str, decision: Decision) -> Receipt:
-        update = {
+        update: Any = {
             Approve: ProjectWorkflow.approve,
             Reject: ProjectWorkflow.reject,
             RequestInformation: ProjectWorkflow.request_information,

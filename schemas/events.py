@@ -274,7 +274,7 @@ class StatusEvent(BaseModel):
 
     @classmethod
     def wrap(cls, event_id: str, time: datetime, data: EventData) -> StatusEvent:
-        kind = str(data.kind)
+        kind = kind_of(type(data))
         return cls(
             id=event_id,
             source=f"/alliance/projects/{data.project_id}",
@@ -282,5 +282,5 @@ class StatusEvent(BaseModel):
             subject=data.project_id,
             time=time,
             dataschema=data_schema(kind),
-            data=data,  # type: ignore[arg-type]
+            data=data,
         )

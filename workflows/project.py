@@ -8,6 +8,7 @@ per project and queued in an outbox that a single publisher drains in order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -563,7 +564,7 @@ class ProjectWorkflow:
                 if self._cancelled:
                     return
             self._set_details(f"Delivery: waiting for '{milestone.title}' ({milestone.milestone_id})")
-            await workflow.wait_condition(lambda m=milestone: self._cancelled or m.completed_at is not None)
+            await workflow.wait_condition(self._completed_or_cancelled(milestone))
             if milestone.completed_at is None:
                 return
             # A certified milestone is owed even if a cancellation arrives while it is being paid.
@@ -572,6 +573,9 @@ class ProjectWorkflow:
         self._enter(Stage.completed, "Completed: final acceptance certified and retention released")
         self._status.outcome = "final acceptance certified"
         self._emit(ev.ProjectCompleted)
+
+    def _completed_or_cancelled(self, milestone: Milestone) -> Callable[[], bool]:
+        return lambda: self._cancelled or milestone.completed_at is not None
 
     async def _warranty(self) -> None:
         provisional = next((m for m in self._status.milestones if m.kind is MilestoneKind.provisional_acceptance), None)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 from schemas.status import ProjectStatus
@@ -18,8 +20,8 @@ CONTRACT_USD = SearchAttributeKey.for_float("ContractAmountUsd")
 ALL_KEYS = (STAGE, COUNTRY, SECTOR, PENDING, CONTRACT_USD)
 
 
-def updates_for(status: ProjectStatus) -> list[SearchAttributeUpdate]:
-    updates: list[SearchAttributeUpdate] = [
+def updates_for(status: ProjectStatus) -> list[SearchAttributeUpdate[Any]]:
+    updates: list[SearchAttributeUpdate[Any]] = [
         STAGE.value_set(status.stage.value),
         COUNTRY.value_set(status.country),
         SECTOR.value_set(status.sector.value),

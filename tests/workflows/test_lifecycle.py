@@ -33,18 +33,13 @@ from schemas.instructions import Instruction, InstructionAction
 from schemas.money import Money
 from schemas.status import ProjectStatus, ReviewStatus, Stage
 from schemas.timetable import Timetable
-from tests.examples import example
-from workflows.project import ProjectWorkflow, workflow_id
+from tests.support import example, finished
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def unique_id(base: str) -> str:
     return f"{base[:40]}-{uuid.uuid4().hex[:8]}"
-
-
-async def finished(projects: Projects, project_id: str) -> ProjectStatus:
-    return await projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(project_id)).result()
 
 
 async def assert_kafka_matches_history(projects: Projects, status: ProjectStatus) -> list[StatusEvent]:

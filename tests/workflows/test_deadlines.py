@@ -1,0 +1,105 @@
+"""Deadlines of days and months on durable timers, under the time-skipping test server (a fresh one per test)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from alliance.demo import Driver
+from alliance.event_feed import project_events
+from alliance.projects import Projects, UserError
+from alliance.settings import Settings
+from alliance.worker import project_worker
+from schemas.decisions import Institution
+from schemas.status import ReviewStatus, Stage
+from tests.conftest import time_skipping_env
+from tests.support import example, finished
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+async def skipping(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
+    env = await time_skipping_env()
+    try:
+        async with project_worker(env.client, settings):
+            yield env, Projects(env.client, settings)
+    finally:
+        await env.shutdown()
+
+
+async def test_an_unanswered_review_is_reminded_then_expires_and_financing_is_declined(
+    skipping: tuple[WorkflowEnvironment, Projects],
+) -> None:
+    env, projects = skipping
+    proposal = example("zm-lusaka-smart-city-2", "zm-expiry")
+    d = Driver(projects, proposal)
+    await d.start()
+    await d.approve(Institution.sinosure, "Wang Fang")
+    await d.approve(Institution.exim, "Chen Jie")
+    await env.sleep(timedelta(days=24))
+    assert (await projects.status(proposal.project_id)).stage is Stage.financing
+
+    await env.sleep(timedelta(days=7))
+    status = await finished(projects, proposal.project_id)
+
+    assert status.stage is Stage.financing_declined
+    cdb = next(r for r in status.reviews if r.institution is Institution.cdb)
+    assert cdb.status is ReviewStatus.expired
+    assert cdb.decided_at is not None and cdb.decided_at >= cdb.deadline
+    assert status.outcome == "China Development Bank let its review expire"
+    kinds = [e.data.kind for e in await project_events(projects.settings, proposal.project_id)]
+    # One reminder (only CDB was still deciding 5 days before the deadline), then expiry and compensation.
+    assert kinds.count("review_reminder") == 1
+    assert kinds[-4:] == ["review_expired", "commitment_released", "commitment_released", "financing_declined"]
+
+
+async def test_conditions_precedent_not_met_in_time_lapse_the_project(
+    skipping: tuple[WorkflowEnvironment, Projects],
+) -> None:
+    env, projects = skipping
+    proposal = example("ke-national-data-centre-2", "ke-lapse")
+    d = Driver(projects, proposal)
+    await d.start()
+    await d.approve(Institution.exim, "Chen Jie")
+    await d.wait(lambda s: s.stage is Stage.effectiveness)
+    await d.satisfy("legal-opinion")
+    await env.sleep(timedelta(days=181))
+
+    status = await finished(projects, proposal.project_id)
+
+    assert status.stage is Stage.lapsed
+    assert status.outcome is not None and "loan-agreements-signed" in status.outcome
+    assert "legal-opinion" not in status.outcome
+    (tranche,) = status.tranches
+    assert tranche.released == tranche.approved
+
+
+async def test_final_acceptance_waits_for_the_twelve_month_warranty(
+    skipping: tuple[WorkflowEnvironment, Projects],
+) -> None:
+    env, projects = skipping
+    proposal = example("my-smart-homes-pilot", "my-warranty")
+    d = Driver(projects, proposal)
+    await d.start()
+    await d.approve(Institution.cdb, "Liu Yang")
+    await d.satisfy_all()
+    for milestone in ("survey", "procurement", "installation", "commissioning", "training", "provisional"):
+        await d.complete(milestone)
+    status = await d.wait(lambda s: s.stage is Stage.warranty)
+    assert status.warranty_ends_at is not None
+    provisional = next(m for m in status.milestones if m.milestone_id == "provisional")
+    assert provisional.completed_at is not None
+    assert timedelta(days=365) <= status.warranty_ends_at - provisional.completed_at <= timedelta(days=366)
+
+    with pytest.raises(UserError, match=f"warranty period, which runs until {status.warranty_ends_at:%Y-%m-%d}"):
+        await d.report_milestone("final")
+
+    await env.sleep(timedelta(days=367))
+    await d.complete("final")
+    status = await finished(projects, proposal.project_id)
+    assert status.stage is Stage.completed
+    assert status.warranty_over_at is not None and status.warranty_over_at >= status.warranty_ends_at
