@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -426,6 +427,8 @@ def main() -> None:
     """Runs the CLI and ends the process with os._exit: a process that used a Temporal client can otherwise
     abort at interpreter exit (temporalio/sdk-python issue 300)."""
     code = 0
+    # A one-shot command reports a broker it cannot reach in one line of its own; the client's retries stay quiet.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         app(standalone_mode=False)
     except click.exceptions.Exit as stop:

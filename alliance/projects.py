@@ -60,9 +60,9 @@ class UserError(Exception):
 def explain_validation(err: ValidationError, what: str) -> str:
     problems = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or what
         message = e["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        # A rule across fields (loc is empty) names its fields in its own message.
+        problems.append(f"{'.'.join(str(p) for p in e['loc'])}: {message}" if e["loc"] else message)
     return f"invalid {what}: " + "; ".join(problems)
 
 

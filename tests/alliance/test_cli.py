@@ -1,0 +1,168 @@
+"""The staff command line, run as a separate process against the test servers and a worker in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from alliance.projects import Projects
+from alliance.settings import Settings
+from schemas.status import ProjectStatus, Stage
+from tests.support import EXAMPLES, finished, raw_example
+
+pytestmark = pytest.mark.timeout(180)
+ALLIANCE = str(Path(sys.executable).parent / "alliance")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def cli(settings: Settings, *args: str, **env: str) -> Run:
+    environment = {
+        "ALLIANCE_TEMPORAL_ADDRESS": settings.temporal_address,
+        "ALLIANCE_TASK_QUEUE": settings.task_queue,
+        "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ALLIANCE_STATUS_TOPIC": settings.status_topic,
+        "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
+        "COLUMNS": "200",
+        "PATH": str(Path(sys.executable).parent),
+        **env,
+    }
+    # Not subprocess.run: the worker of this test runs on this event loop and must keep working meanwhile.
+    process = await asyncio.create_subprocess_exec(
+        ALLIANCE, *args, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+def one_line_error(run: Run) -> str:
+    assert run.code == 1, (run.code, run.out, run.err)
+    assert "Traceback" not in run.err + run.out
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+async def test_a_project_driven_from_the_command_line(projects: Projects, settings: Settings, tmp_path: Path) -> None:
+    data = raw_example("ke-national-data-centre-2")
+    data["project_id"] = "ke-cli-path"
+    proposal_file = tmp_path / "proposal.json"
+    proposal_file.write_text(json.dumps(data))
+
+    started = await cli(settings, "propose", str(proposal_file))
+    assert started.code == 0, started.err
+    assert "Started project ke-cli-path (workflow project-ke-cli-path)" in started.out
+
+    for _ in range(100):
+        shown = await cli(settings, "status", "ke-cli-path", "--json")
+        if ProjectStatus.model_validate_json(shown.out).stage is Stage.financing:
+            break
+        await asyncio.sleep(0.1)
+    approve = ("decide", "ke-cli-path", "--institution", "exim", "--officer", "Chen Jie")
+    approved = await cli(settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1")
+    assert approved.code == 0, approved.err
+    assert "China Exim approved CNY 1,300,000,000.00" in approved.out
+    again = await cli(settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1")
+    assert again.out == approved.out
+
+    table = await cli(settings, "status", "ke-cli-path")
+    assert "Stage: effectiveness" in table.out and "legal-opinion" in table.out
+
+    cancelled = await cli(settings, "cancel", "ke-cli-path", "--reason", "test over", "--by", "PMO")
+    assert cancelled.code == 0, cancelled.err
+    status = await finished(projects, "ke-cli-path")
+    assert status.stage is Stage.cancelled
+
+    tail = await cli(settings, "events", "tail", "--project", "ke-cli-path")
+    types = [json.loads(line)["type"].rsplit(".", 1)[-1] for line in tail.out.splitlines()]
+    assert types[0] == "proposed" and types[-1] == "commitment_released"
+    assert len(types) == len(status.events)
+
+    late = await cli(settings, "satisfy", "ke-cli-path", "legal-opinion", "--evidence", "LO-1", "--by", "x")
+    assert one_line_error(late) == "error: project ke-cli-path has ended (cancelled); it takes no more decisions"
+
+
+async def test_user_mistakes_print_one_clear_line_and_change_nothing(
+    projects: Projects, settings: Settings, tmp_path: Path
+) -> None:
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("{ 'project_id': ")
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"title": "Caf\xe9"}'.encode("latin-1"))
+    bad_shares = raw_example("zm-lusaka-smart-city-2")
+    bad_shares["milestones"][0]["payment_share_pct"] = "11"
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text(json.dumps(bad_shares))
+    unknown_country = raw_example("zm-lusaka-smart-city-2") | {"project_id": "fr-not-partner", "country": "FR"}
+    country_file = tmp_path / "country.json"
+    country_file.write_text(json.dumps(unknown_country))
+
+    cases = {
+        ("propose", str(tmp_path / "missing.json")): "cannot read proposal file",
+        ("propose", str(not_json)): "is not valid JSON",
+        ("propose", str(latin1)): "is not UTF-8 text",
+        ("propose", str(bad_file)): "invalid proposal: milestones: payment shares add up to 101%",
+        ("propose", str(country_file)): "country: FR is not a partner country of the alliance",
+        ("status", "no-such-project"): "unknown project no-such-project",
+        ("decide", "no-such-project", "--institution", "cdb", "--officer", "x", "--reject", "r"): "unknown project",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD abc"): "'abc' is no number",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "ABC 12"): "unknown currency 'ABC'",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x"): "say exactly one of --approve",
+        (
+            "complete-milestone",
+            "p1",
+            "m",
+            "--certificate",
+            "c",
+            "--issued-by",
+            "x",
+            "--by",
+            "y",
+            "--issued-on",
+            "31/12",
+        ): ("is not a date like"),
+    }
+    for args, expected in cases.items():
+        assert expected in one_line_error(await cli(settings, *args)), args
+
+    unreachable = await cli(settings, "status", "p1", ALLIANCE_TEMPORAL_ADDRESS="127.0.0.1:9")
+    assert "cannot reach the Temporal server at 127.0.0.1:9" in one_line_error(unreachable)
+    no_kafka = await cli(settings, "events", "tail", ALLIANCE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
+    assert "cannot reach Kafka at 127.0.0.1:9" in one_line_error(no_kafka)
+
+    # The refused proposal started nothing.
+    assert "unknown project fr-not-partner" in one_line_error(await cli(settings, "status", "fr-not-partner"))
+
+
+async def test_a_refused_decision_explains_itself(projects: Projects, settings: Settings) -> None:
+    started = await cli(settings, "propose", str(EXAMPLES / "ke-national-data-centre-2.json"))
+    assert started.code == 0, started.err
+    for _ in range(100):
+        if (await projects.status("ke-national-data-centre-2")).stage is Stage.financing:
+            break
+        await asyncio.sleep(0.1)
+    over = await cli(
+        settings,
+        *("decide", "ke-national-data-centre-2", "--institution", "exim", "--officer", "Chen Jie"),
+        *("--approve", "CNY 2000000000"),
+    )
+    assert one_line_error(over) == (
+        "error: refused: China Exim cannot approve CNY 2,000,000,000.00: only CNY 1,300,000,000.00 was requested"
+    )
+    again = await cli(settings, "propose", str(EXAMPLES / "ke-national-data-centre-2.json"))
+    assert "already exists" in one_line_error(again)
+    status = await projects.status("ke-national-data-centre-2")
+    assert all(r.status.is_open for r in status.reviews)
+    await cli(settings, "cancel", "ke-national-data-centre-2", "--reason", "test over", "--by", "PMO")
