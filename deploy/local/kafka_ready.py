@@ -1,6 +1,7 @@
 """Exit 0 when the Kafka broker at argv[1] answers a metadata request and can create a topic; else exit 1."""
 
 import asyncio
+import logging
 import sys
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -19,4 +20,5 @@ async def main(bootstrap: str) -> int:
 
 
 if __name__ == "__main__":
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     sys.exit(asyncio.run(main(sys.argv[1])))

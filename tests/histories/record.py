@@ -1,0 +1,69 @@
+"""Records the histories the replay tests replay: every demo path, run on a fresh dev server and the test broker.
+
+Run with `make histories` after a deliberate workflow change (with its `workflow.patched` guard), and commit the
+files. Replaying the previous files against new code is what catches a change that would break running projects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from alliance.demo import run_demo
+from alliance.projects import Projects
+from alliance.settings import Settings
+from alliance.worker import project_worker
+from workflows import visibility
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+BIN = Path(sys.executable).parent
+KAFKA_PORT = 29092
+
+
+async def record() -> list[Path]:
+    env = {**os.environ, "ALLIANCE_STATE_DIR": str(ROOT / ".state" / "test"), "ALLIANCE_KAFKA_PORT": str(KAFKA_PORT),
+           "ALLIANCE_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1), "ALLIANCE_VENV": str(BIN.parent)}
+    subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "start", "kafka"], env=env, check=True)
+    try:
+        async with await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"),
+            search_attributes=visibility.ALL_KEYS,
+            data_converter=pydantic_data_converter,
+            ip="127.0.0.1",
+            ui=False,
+        ) as temporal:
+            run = uuid.uuid4().hex[:8]
+            settings = Settings(
+                temporal_address=temporal.client.service_client.config.target_host,
+                task_queue=f"record-{run}",
+                kafka_bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}",
+                status_topic=f"record.status.{run}",
+                instruction_topic=f"record.instructions.{run}",
+            )
+            async with project_worker(temporal.client, settings):
+                for line in await run_demo(Projects(temporal.client, settings)):
+                    print(line)
+                written = []
+                async for execution in temporal.client.list_workflows():
+                    history = await temporal.client.get_workflow_handle(execution.id).fetch_history()
+                    path = HERE / f"{execution.id}.json"
+                    path.write_text(history.to_json() + "\n")
+                    written.append(path)
+                return written
+    finally:
+        subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "stop", "kafka"], env=env)
+
+
+if __name__ == "__main__":
+    for path in asyncio.run(record()):
+        print(f"wrote {path.relative_to(ROOT)}")
+    sys.stdout.flush()
+    os._exit(0)

@@ -1,0 +1,35 @@
+"""Committed histories of every path replay against the current workflow code without non-determinism."""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from alliance.worker import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
+
+
+def test_there_is_a_history_for_every_path_and_review() -> None:
+    names = {p.stem for p in HISTORIES}
+    for project in (
+        "zm-lusaka-smart-city-2",  # delivery
+        "ke-national-data-centre-2",  # warranty
+        "ng-public-security-network",  # financing, information requested
+        "th-smart-taxation",  # rejected at screening
+        "et-cloud-finance",  # financing declined
+        "tn-smart-education",  # cancelled during delivery
+        "my-smart-homes-pilot",  # completed
+    ):
+        assert f"project-{project}" in names
+    assert any(name.endswith("-review-sinosure") for name in names)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_committed_history_replays_without_non_determinism(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
