@@ -33,3 +33,12 @@ async def test_committed_history_replays_without_non_determinism(path: Path) -> 
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+async def test_replay_logs_nothing_a_second_time(caplog: pytest.LogCaptureFixture) -> None:
+    path = next(p for p in HISTORIES if p.stem == "project-my-smart-homes-pilot")
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    with caplog.at_level("DEBUG", logger="temporalio.workflow"):
+        await replayer.replay_workflow(history)
+    assert [r.getMessage() for r in caplog.records if r.name == "temporalio.workflow"] == []
