@@ -87,9 +87,6 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
-    # Local services (deploy/local/services.sh)
-    state_dir: Path = Path(".state")
-
     def timetable(self) -> Timetable:
         return Timetable(
             review_days=self.review_days,
