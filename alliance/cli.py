@@ -14,21 +14,25 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import click
+import jwt
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from alliance import logs
+from alliance.api_client import ApiProjects
 from alliance.connections import connect_temporal
-from alliance.projects import Projects, UserError, explain_validation, load_proposal
+from alliance.projects import ProjectRow, Projects, UserError, explain_validation, load_proposal
 from alliance.settings import Settings, get_settings
+from alliance.tokens import CredentialError, Edge
 from schemas.decisions import (
     AcceptanceCertificate,
     Approve,
@@ -37,12 +41,15 @@ from schemas.decisions import (
     Decision,
     Institution,
     ProvideInformation,
+    Receipt,
     Reject,
     RequestInformation,
     SatisfyCondition,
     Terms,
 )
+from schemas.identity import Identity, Role
 from schemas.money import Money
+from schemas.proposal import Proposal
 from schemas.status import ProjectStatus
 
 app = typer.Typer(
@@ -61,6 +68,65 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+class Operations(Protocol):
+    async def propose(self, proposal: Proposal) -> str: ...
+    async def decide(self, project_id: str, decision: Decision) -> Receipt: ...
+    async def status(self, project_id: str) -> ProjectStatus: ...
+    async def list(self, **filters: str | None) -> list[ProjectRow]: ...
+
+
+@dataclass
+class Caller:
+    """Who runs this command and where it goes: directly to Temporal, or through the API (`--api`)."""
+
+    token: str | None = None
+    api: str | None = None
+
+    def person(self) -> str | None:
+        """The person the token names, for the decision's name fields (the edge verifies the token itself)."""
+        if not self.token:
+            return None
+        try:
+            return str(jwt.decode(self.token, options={"verify_signature": False}).get("sub")) or None
+        except jwt.PyJWTError:
+            return None
+
+
+CALLER = Caller()
+
+
+@dataclass
+class Direct:
+    """Straight to Temporal; decisions are attested with this machine's signing key for the token's identity."""
+
+    projects: Projects
+    token: str | None
+
+    def _identity(self) -> Identity:
+        assert self.projects.edge is not None
+        try:
+            return self.projects.edge.identify(self.token)
+        except CredentialError as err:
+            raise UserError(f"{err} (pass --token or set ALLIANCE_TOKEN)", "unauthenticated") from err
+
+    async def propose(self, proposal: Proposal) -> str:
+        return await self.projects.propose(proposal, actor=self._identity())
+
+    async def decide(self, project_id: str, decision: Decision) -> Receipt:
+        return await self.projects.decide(project_id, decision, self._identity())
+
+    async def status(self, project_id: str) -> ProjectStatus:
+        return await self.projects.status(project_id)
+
+    async def list(self, **filters: str | None) -> list[ProjectRow]:
+        return await self.projects.list(
+            stage=filters.get("stage"),
+            country=filters.get("country"),
+            sector=filters.get("sector"),
+            pending=filters.get("pending"),
+        )
+
+
 async def _projects(settings: Settings) -> Projects:
     try:
         client = await connect_temporal(settings)
@@ -69,7 +135,7 @@ async def _projects(settings: Settings) -> Projects:
             f"cannot reach the Temporal server at {settings.temporal_address} ({err}); "
             "start it with `alliance dev` or `deploy/local/services.sh start`"
         ) from err
-    return Projects(client, settings)
+    return Projects(client, settings, Edge(settings))
 
 
 def _with_projects(action: Callable[[Projects], Awaitable[T]]) -> T:
@@ -77,6 +143,25 @@ def _with_projects(action: Callable[[Projects], Awaitable[T]]) -> T:
         return await action(await _projects(get_settings()))
 
     return run(go())
+
+
+def _act(action: Callable[[Operations], Awaitable[T]]) -> T:
+    async def go() -> T:
+        operations: Operations
+        if CALLER.api:
+            operations = ApiProjects(CALLER.api, CALLER.token)
+        else:
+            operations = Direct(await _projects(get_settings()), CALLER.token)
+        return await action(operations)
+
+    return run(go())
+
+
+def _me(named: str | None, option: str) -> str:
+    person = named or CALLER.person()
+    if not person:
+        raise UserError(f"say who you are: {option} NAME, or a token (--token / ALLIANCE_TOKEN)", "unauthenticated")
+    return person
 
 
 def _decision(model: type[Decision], **fields: Any) -> Decision:
@@ -88,7 +173,7 @@ def _decision(model: type[Decision], **fields: Any) -> Decision:
 
 
 def _submit(project_id: str, decision: Decision) -> None:
-    receipt = _with_projects(lambda projects: projects.decide(project_id, decision))
+    receipt = _act(lambda operations: operations.decide(project_id, decision))
     out.print(f"{project_id}: {receipt.message} (event #{receipt.event_sequence}, decision id {receipt.decision_id})")
 
 
@@ -109,6 +194,50 @@ DecisionIdOpt = Annotated[
     str | None, typer.Option("--decision-id", help="Your id for this decision; re-sending it changes nothing")
 ]
 ProjectArg = Annotated[str, typer.Argument(help="Project id, e.g. zm-lusaka-smart-city-2")]
+
+
+@app.callback()
+def caller(
+    token: Annotated[
+        str | None, typer.Option(envvar="ALLIANCE_TOKEN", help="Your bearer token (alliance token issue ...)")
+    ] = None,
+    api: Annotated[
+        str | None, typer.Option(envvar="ALLIANCE_API_URL", help="Act through the API at this URL, not on Temporal")
+    ] = None,
+) -> None:
+    """Alliance Workflows: projects on Temporal, events on Kafka."""
+    CALLER.token, CALLER.api = token, api
+
+
+token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for local use.")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("issue")
+def token_issue(
+    person: Annotated[str, typer.Option(help="e.g. 'Liu Yang'")],
+    role: Annotated[Role, typer.Option(help="What the person is")],
+    org: Annotated[str, typer.Option(help="inspur; cdb, exim or sinosure; cisco, ibm, ...; the borrower's name")],
+    minutes: Annotated[int, typer.Option(min=1, max=60 * 24 * 30, help="How long it is valid")] = 60 * 8,
+) -> None:
+    """Issue a token signed with this machine's signing key (created on first use)."""
+    try:
+        identity = Identity(person=person, organisation=org, role=role)
+    except ValidationError as err:
+        raise UserError(explain_validation(err, "identity")) from err
+    sys.stdout.write(Edge(get_settings()).issue(identity, minutes) + "\n")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from alliance.api import create_app
+
+    settings = get_settings()
+    logs.configure(settings)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
 # ------------------------------------------------------------------ running
@@ -184,7 +313,7 @@ def demo() -> None:
 def propose(file: Annotated[Path, typer.Argument(help="Proposal as JSON (see examples/)")]) -> None:
     """Start a project from a proposal file."""
     proposal = load_proposal(file)
-    wf_id = _with_projects(lambda projects: projects.propose(proposal))
+    wf_id = _act(lambda operations: operations.propose(proposal))
     out.print(f"Started project {proposal.project_id} (workflow {wf_id}); screening runs now.")
 
 
@@ -192,7 +321,7 @@ def propose(file: Annotated[Path, typer.Argument(help="Proposal as JSON (see exa
 def decide(
     project: ProjectArg,
     institution: Annotated[Institution, typer.Option(help="Whose decision this is")],
-    officer: Annotated[str, typer.Option(help="The officer deciding")],
+    officer: Annotated[str | None, typer.Option(help="The officer deciding (default: the token's person)")] = None,
     approve: Annotated[str | None, typer.Option(help="Approve this amount, e.g. 'USD 120000000'")] = None,
     reject: Annotated[str | None, typer.Option(help="Reject, with this reason")] = None,
     request_info: Annotated[str | None, typer.Option(help="Ask the contractor these questions")] = None,
@@ -211,7 +340,7 @@ def decide(
     ]
     if len(chosen) != 1:
         raise UserError("say exactly one of --approve AMOUNT, --reject REASON, --request-info QUESTIONS")
-    common = {"decision_id": decision_id, "institution": institution, "officer": officer}
+    common = {"decision_id": decision_id, "institution": institution, "officer": _me(officer, "--officer")}
     decision: Decision
     if approve:
         try:
@@ -231,7 +360,7 @@ def respond(
     project: ProjectArg,
     institution: Annotated[Institution, typer.Option(help="The institution whose request is answered")],
     answer: Annotated[str, typer.Option(help="The contractor's answer")],
-    by: Annotated[str, typer.Option(help="Who answers")],
+    by: Annotated[str | None, typer.Option(help="Who answers (default: the token's person)")] = None,
     document: Annotated[list[str] | None, typer.Option(help="Reference of a document sent (repeatable)")] = None,
     decision_id: DecisionIdOpt = None,
 ) -> None:
@@ -242,7 +371,7 @@ def respond(
             ProvideInformation,
             decision_id=decision_id,
             institution=institution,
-            responder=by,
+            responder=_me(by, "--by"),
             answer=answer,
             documents=document or [],
         ),
@@ -254,13 +383,15 @@ def satisfy(
     project: ProjectArg,
     condition: Annotated[str, typer.Argument(help="Condition id, as `alliance status` lists it")],
     evidence: Annotated[str, typer.Option(help="Reference of the document that shows it")],
-    by: Annotated[str, typer.Option(help="Who reports it")],
+    by: Annotated[str | None, typer.Option(help="Who reports it (default: the token's person)")] = None,
     decision_id: DecisionIdOpt = None,
 ) -> None:
     """Record a condition precedent as satisfied."""
     _submit(
         project,
-        _decision(SatisfyCondition, decision_id=decision_id, condition_id=condition, evidence=evidence, by=by),
+        _decision(
+            SatisfyCondition, decision_id=decision_id, condition_id=condition, evidence=evidence, by=_me(by, "--by")
+        ),
     )
 
 
@@ -270,7 +401,7 @@ def complete_milestone(
     milestone: Annotated[str, typer.Argument(help="Milestone id from the proposal's plan")],
     certificate: Annotated[str, typer.Option(help="Acceptance certificate reference")],
     issued_by: Annotated[str, typer.Option(help="Who signed the certificate")],
-    by: Annotated[str, typer.Option(help="Who reports the milestone")],
+    by: Annotated[str | None, typer.Option(help="Who reports the milestone (default: the token's person)")] = None,
     issued_on: Annotated[str | None, typer.Option(help="Certificate date, YYYY-MM-DD (default today)")] = None,
     decision_id: DecisionIdOpt = None,
 ) -> None:
@@ -285,7 +416,9 @@ def complete_milestone(
         raise UserError(explain_validation(err, "certificate")) from err
     _submit(
         project,
-        _decision(CompleteMilestone, decision_id=decision_id, milestone_id=milestone, certificate=cert, by=by),
+        _decision(
+            CompleteMilestone, decision_id=decision_id, milestone_id=milestone, certificate=cert, by=_me(by, "--by")
+        ),
     )
 
 
@@ -293,11 +426,11 @@ def complete_milestone(
 def cancel(
     project: ProjectArg,
     reason: Annotated[str, typer.Option(help="Why the project is cancelled")],
-    by: Annotated[str, typer.Option(help="Who cancels")],
+    by: Annotated[str | None, typer.Option(help="Who cancels (default: the token's person)")] = None,
     decision_id: DecisionIdOpt = None,
 ) -> None:
     """Cancel a project at any stage; approved commitments not drawn are released."""
-    _submit(project, _decision(Cancel, decision_id=decision_id, reason=reason, by=by))
+    _submit(project, _decision(Cancel, decision_id=decision_id, reason=reason, by=_me(by, "--by")))
 
 
 # ------------------------------------------------------------------ reading
@@ -309,7 +442,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="The typed status as JSON")] = False,
 ) -> None:
     """Where a project stands."""
-    current = _with_projects(lambda projects: projects.status(project))
+    current = _act(lambda operations: operations.status(project))
     if as_json:
         sys.stdout.write(current.model_dump_json(indent=2) + "\n")
         return
@@ -378,8 +511,8 @@ def list_projects(
     pending: Annotated[Institution | None, typer.Option(help="Projects waiting for this institution")] = None,
 ) -> None:
     """Projects, from Temporal visibility, filtered by stage, country, sector or pending institution."""
-    rows = _with_projects(
-        lambda projects: projects.list(
+    rows = _act(
+        lambda operations: operations.list(
             stage=stage, country=country, sector=sector, pending=pending.value if pending else None
         )
     )

@@ -25,6 +25,7 @@ from schemas.decisions import (
     SatisfyCondition,
     Terms,
 )
+from schemas.identity import Identity, Role
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, Stage
 from schemas.timetable import Timetable
@@ -32,8 +33,18 @@ from schemas.timetable import Timetable
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+CONTRACTOR = Identity(person="Zhang Min", organisation="inspur", role=Role.contractor)
+OPERATOR = Identity(person="Amina Njoroge", organisation="alliance-pmo", role=Role.operator)
+
+
+def officer_of(institution: Institution, person: str) -> Identity:
+    return Identity(person=person, organisation=institution.value, role=Role.officer)
+
+
 class Driver:
-    """Plays the people of one project: officers, contractor staff, the borrower."""
+    """Plays the people of one project: officers, contractor staff, operators. Each decision is sent with the
+    identity of whoever would make it (officers name themselves in the decision; others are the contractor, or an
+    operator for a cancellation)."""
 
     def __init__(self, projects: Projects, proposal: Proposal) -> None:
         self.projects = projects
@@ -43,7 +54,7 @@ class Driver:
 
     async def start(self, timetable: Timetable | None = None) -> bool:
         try:
-            await self.projects.propose(self.proposal, timetable)
+            await self.projects.propose(self.proposal, timetable, actor=CONTRACTOR if self.projects.edge else None)
         except UserError as err:
             if "already exists" in str(err):
                 return False
@@ -64,7 +75,14 @@ class Driver:
     async def send(self, decision_type: type[Decision], **fields: object) -> None:
         self.step += 1
         decision = decision_type.model_validate({"decision_id": f"demo-{self.pid}-{self.step}", **fields})
-        await self.projects.decide(self.pid, decision)
+        actor = self.actor_for(decision) if self.projects.edge else None
+        await self.projects.decide(self.pid, decision, actor)
+
+    @staticmethod
+    def actor_for(decision: Decision) -> Identity:
+        if isinstance(decision, Approve | Reject | RequestInformation):
+            return officer_of(decision.institution, decision.officer.split(",")[0])
+        return OPERATOR if isinstance(decision, Cancel) else CONTRACTOR
 
     async def approve(self, institution: Institution, officer: str, conditions: list[str] | None = None) -> None:
         await self.wait(lambda s: s.stage is not Stage.screening)

@@ -6,8 +6,8 @@ becomes a `UserError` whose message is one sentence in the domain's words.
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from alliance.settings import Settings
+from alliance.tokens import Edge
 from schemas.decisions import (
     Approve,
     Cancel,
@@ -44,26 +45,39 @@ from schemas.decisions import (
     RequestInformation,
     SatisfyCondition,
 )
+from schemas.identity import Identity
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus
 from schemas.timetable import ProjectInput, Timetable
-from workflows import visibility
+from workflows import remit, visibility
 from workflows.project import ProjectWorkflow, workflow_id
 
 MAX_PROPOSAL_BYTES = 1_000_000
 
 
 class UserError(Exception):
-    """A mistake or a refusal to show the person as one line; nothing was changed."""
+    """A mistake or a refusal to show the person as one line; nothing was changed.
+
+    `kind` says which, for the API's status codes: invalid, unauthenticated, forbidden, unknown, refused,
+    conflict, unavailable."""
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def explain_validation(err: ValidationError, what: str) -> str:
+    return f"invalid {what}: " + describe_errors(err.errors())
+
+
+def describe_errors(errors: Sequence[Any]) -> str:
+    """Pydantic errors as 'field: rule; field: rule'. A rule across fields (no location) names its fields itself."""
     problems = []
-    for e in err.errors():
-        message = e["msg"].removeprefix("Value error, ")
-        # A rule across fields (loc is empty) names its fields in its own message.
-        problems.append(f"{'.'.join(str(p) for p in e['loc'])}: {message}" if e["loc"] else message)
-    return f"invalid {what}: " + "; ".join(problems)
+    for e in errors:
+        message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def load_proposal(path: Path) -> Proposal:
@@ -93,11 +107,20 @@ def parse_proposal(raw: Any) -> Proposal:
 class Projects:
     client: Client
     settings: Settings
+    edge: Edge | None = None
 
     def _handle(self, project_id: str) -> WorkflowHandle[ProjectWorkflow, ProjectStatus]:
         return self.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(project_id))
 
-    async def propose(self, proposal: Proposal, timetable: Timetable | None = None) -> str:
+    async def propose(
+        self,
+        proposal: Proposal,
+        timetable: Timetable | None = None,
+        actor: Identity | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        if actor is not None and (why := remit.refusal(actor, remit.Action.propose)) is not None:
+            raise UserError(why, "forbidden")
         if proposal.country not in {c.upper() for c in self.settings.partner_countries}:
             raise UserError(
                 f"country: {proposal.country} is not a partner country of the alliance "
@@ -115,7 +138,11 @@ class Projects:
         try:
             await self.client.start_workflow(
                 ProjectWorkflow.run,
-                ProjectInput(proposal=proposal, timetable=timetable or self.settings.timetable()),
+                ProjectInput(
+                    proposal=proposal,
+                    timetable=timetable or self.settings.timetable(),
+                    trusted_keys=[self.edge.public_pem] if self.edge else [],
+                ),
                 id=wf_id,
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -127,18 +154,27 @@ class Projects:
                         SearchAttributePair(visibility.SECTOR, proposal.sector.value),
                     ]
                 ),
+                memo={"idempotency_key": idempotency_key, "proposed_by": str(actor) if actor else None},
                 static_summary=f"{proposal.country} · {proposal.sector.value} · {proposal.title}",
                 static_details="\n\n".join(lines),
             )
         except WorkflowAlreadyStartedError as err:
             raise UserError(
-                f"project {proposal.project_id} already exists ({wf_id}); a project id is used only once"
+                f"project {proposal.project_id} already exists ({wf_id}); a project id is used only once", "conflict"
             ) from err
         except RPCError as err:
             raise UserError(f"could not start project {proposal.project_id}: {err.message}") from err
         return wf_id
 
-    async def decide(self, project_id: str, decision: Decision) -> Receipt:
+    async def started_with(self, project_id: str, idempotency_key: str) -> bool:
+        """Whether the project was started by a request with this idempotency key."""
+        try:
+            description = await self._handle(project_id).describe()
+        except RPCError:
+            return False
+        return bool((await description.memo()).get("idempotency_key") == idempotency_key)
+
+    async def decide(self, project_id: str, decision: Decision, actor: Identity | None = None) -> Receipt:
         update: Any = {
             Approve: ProjectWorkflow.approve,
             Reject: ProjectWorkflow.reject,
@@ -148,14 +184,20 @@ class Projects:
             CompleteMilestone: ProjectWorkflow.complete_milestone,
             Cancel: ProjectWorkflow.cancel,
         }[type(decision)]
+        if actor is not None:
+            if self.edge is None:
+                raise UserError("this edge has no signing key to attest who decides", "unavailable")
+            decision = self.edge.attest(actor, project_id, decision)
         handle = self._handle(project_id)
         try:
             result: Receipt = await handle.execute_update(update, decision, id=update_id(decision))
             return result
         except WorkflowUpdateFailedError as err:
             cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise UserError(f"refused: {message}") from err
+            if isinstance(cause, ApplicationError):
+                kind = "forbidden" if cause.type == "NotPermitted" else "refused"
+                raise UserError(f"refused: {cause.message}", kind) from err
+            raise UserError(f"refused: {cause}", "refused") from err
         except RPCError as err:
             raise await self._explain_rpc(project_id, err) from err
 
@@ -164,11 +206,11 @@ class Projects:
             try:
                 description = await self._handle(project_id).describe()
             except RPCError:
-                return UserError(f"unknown project {project_id}: no workflow {workflow_id(project_id)}")
+                return UserError(f"unknown project {project_id}: no workflow {workflow_id(project_id)}", "unknown")
             if description.status is not ExecutionStatus.RUNNING:
                 stage = await self._final_stage(project_id)
-                return UserError(f"project {project_id} has ended ({stage}); it takes no more decisions")
-        return UserError(f"Temporal refused the request for project {project_id}: {err.message}")
+                return UserError(f"project {project_id} has ended ({stage}); it takes no more decisions", "refused")
+        return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "unavailable")
 
     async def _final_stage(self, project_id: str) -> str:
         try:
@@ -183,8 +225,10 @@ class Projects:
             description = await handle.describe()
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:
-                raise UserError(f"unknown project {project_id}: no workflow {workflow_id(project_id)}") from err
-            raise UserError(f"cannot read project {project_id}: {err.message}") from err
+                raise UserError(
+                    f"unknown project {project_id}: no workflow {workflow_id(project_id)}", "unknown"
+                ) from err
+            raise UserError(f"cannot read project {project_id}: {err.message}", "unavailable") from err
         try:
             if description.status is ExecutionStatus.COMPLETED:
                 return await handle.result()
@@ -193,7 +237,8 @@ class Projects:
             raise UserError(f"project {project_id}'s workflow failed: {err.cause}") from err
         except RPCError as err:
             raise UserError(
-                f"project {project_id} did not answer ({err.message}); is a worker running (`alliance worker`)?"
+                f"project {project_id} did not answer ({err.message}); is a worker running (`alliance worker`)?",
+                "unavailable",
             ) from err
 
     async def list(
@@ -251,5 +296,5 @@ def update_id(decision: Decision) -> str:
     """Temporal's update id: the decision id plus a digest of the content. Temporal answers a repeated update id
     with the first outcome without asking the workflow, which is right for a retry but would hide a different
     decision sent under a used id; with the digest, that one reaches the validator and is refused."""
-    digest = hashlib.sha256(decision.model_dump_json().encode()).hexdigest()[:16]
+    digest = remit.decision_digest(decision)[:16]
     return f"{decision.decision_id}/{digest}"

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from activities.screening import EligibilityRules
 from schemas.timetable import Timetable
 
+STATE = Path(__file__).resolve().parents[1] / ".state"
 PARTNER_COUNTRIES = ["TH", "BD", "MY", "NG", "ET", "TN", "TZ", "ZM", "KE", "PK", "EG", "KZ", "ID", "LA", "KH"]
 
 # USD per one unit of each currency. Reference rates for the local set-up; production reads its treasury's.
@@ -82,6 +83,17 @@ class Settings(BaseSettings):
         default_factory=lambda: {k: Decimal(v) for k, v in DEFAULT_RATES.items()}
     )
     fx_rate_date: date = date(2026, 11, 2)
+
+    # Identities: bearer tokens for callers, attestations for the workflow (see alliance/tokens.py)
+    signing_key_file: Path = Field(default=STATE / "keys" / "edge-ed25519.pem", description="Created if missing")
+    token_public_keys_file: Path | None = Field(default=None, description="PEM keys of the token issuer")
+    token_issuer: str = "alliance-local"
+    token_audience: str = "alliance-api"
+    attestation_seconds: int = Field(default=300, ge=10, le=3600)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
 
     # Logs
     log_format: Literal["auto", "json", "console"] = "auto"

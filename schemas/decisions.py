@@ -56,6 +56,10 @@ class Decision(Strict):
     """Base of every decision: the caller's id makes it idempotent."""
 
     decision_id: DecisionId
+    attestation: str | None = Field(
+        default=None,
+        description="Set by the API or CLI: the edge's signed statement of who sends this decision (EdDSA JWT)",
+    )
 
 
 class Approve(Decision):

@@ -35,6 +35,10 @@ class ProjectInput(BaseModel):
 
     proposal: Proposal
     timetable: Timetable = Field(default_factory=Timetable)
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="PEM public keys whose attestations the project accepts; empty: started before access control",
+    )
 
 
 class ReviewInput(BaseModel):

@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from alliance.projects import Projects
 from alliance.settings import Settings
+from alliance.tokens import Edge
 from alliance.worker import project_worker
 from workflows import visibility
 
@@ -82,13 +83,14 @@ def settings(kafka_bootstrap: str, temporal_env: WorkflowEnvironment) -> Setting
         instruction_topic=f"test.instructions.{run}",
         topic_partitions=3,
         log_format="console",
+        signing_key_file=ROOT / ".state" / "test" / "keys" / "edge-ed25519.pem",
     )
 
 
 @pytest.fixture
 async def projects(temporal_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Projects]:
     async with project_worker(temporal_env.client, settings):
-        yield Projects(temporal_env.client, settings)
+        yield Projects(temporal_env.client, settings, Edge(settings))
 
 
 async def time_skipping_env() -> WorkflowEnvironment:

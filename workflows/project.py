@@ -55,9 +55,10 @@ with workflow.unsafe.imports_passed_through():
         Tranche,
     )
     from schemas.timetable import ProjectInput, ReviewClosed, ReviewInput, ReviewReminderDue, ReviewResult
-    from workflows import visibility
+    from workflows import remit, visibility
     from workflows.deadlines import wait_until
     from workflows.delivery import add_months, milestone_payment, undrawn
+    from workflows.remit import Action
     from workflows.review import REMINDER_SIGNAL, ReviewWorkflow
 
 WORKFLOW_ID_PREFIX = "project-"
@@ -75,8 +76,15 @@ def workflow_id(project_id: str) -> str:
 class Refused(ApplicationError):
     """A decision the project cannot accept; the message says why in the domain's words. Retrying cannot help."""
 
+    def __init__(self, message: str, kind: str = "DecisionRefused") -> None:
+        super().__init__(message, type=kind, non_retryable=True)
+
+
+class NotPermitted(Refused):
+    """The sender is not who the decision needs, or cannot prove who they are."""
+
     def __init__(self, message: str) -> None:
-        super().__init__(message, type="DecisionRefused", non_retryable=True)
+        super().__init__(message, kind="NotPermitted")
 
 
 STANDARD_CONDITIONS: list[tuple[str, str]] = [
@@ -95,6 +103,7 @@ class ProjectWorkflow:
         p = start.proposal
         self._proposal: Proposal = p
         self._timetable = start.timetable
+        self._trusted_keys = list(start.trusted_keys)
         self._status = ProjectStatus(
             project_id=p.project_id,
             title=p.title,
@@ -314,7 +323,7 @@ class ProjectWorkflow:
         review.approved = decision.amount
         review.terms = decision.terms
         review.conditions = list(decision.conditions)
-        review.decided_by = decision.officer
+        review.decided_by = self._who(decision, decision.officer)
         review.decided_at = workflow.now()
         sequence = self._emit(
             ev.ReviewApproved,
@@ -322,12 +331,16 @@ class ProjectWorkflow:
             amount=decision.amount,
             terms=decision.terms,
             conditions=list(decision.conditions),
-            officer=decision.officer,
+            officer=review.decided_by,
         )
         self._refresh_financing_details()
         return self._remember(decision, f"{decision.institution.display} approved {decision.amount}", sequence)
 
     @approve.validator
+    def _validate_approve(self, decision: Approve) -> None:
+        self._check_actor(decision, Action.approve, decision.institution)
+        self._check_approve(decision)
+
     def _check_approve(self, decision: Approve) -> None:
         if self._is_repeat(decision):
             return
@@ -369,15 +382,19 @@ class ProjectWorkflow:
         review = self._review(decision.institution)
         review.status = ReviewStatus.rejected
         review.reason = decision.reason
-        review.decided_by = decision.officer
+        review.decided_by = self._who(decision, decision.officer)
         review.decided_at = workflow.now()
         sequence = self._emit(
-            ev.ReviewRejected, institution=decision.institution, reason=decision.reason, officer=decision.officer
+            ev.ReviewRejected, institution=decision.institution, reason=decision.reason, officer=review.decided_by
         )
         self._refresh_financing_details()
         return self._remember(decision, f"{decision.institution.display} rejected the financing", sequence)
 
     @reject.validator
+    def _validate_reject(self, decision: Reject) -> None:
+        self._check_actor(decision, Action.reject, decision.institution)
+        self._check_reject(decision)
+
     def _check_reject(self, decision: Reject) -> None:
         if not self._is_repeat(decision):
             self._open_review(decision.institution)
@@ -391,7 +408,10 @@ class ProjectWorkflow:
         request_id = f"{request.institution.value}-rfi-{len(review.information_requests) + 1}"
         review.information_requests.append(
             InformationRequest(
-                request_id=request_id, questions=request.questions, asked_by=request.officer, asked_at=workflow.now()
+                request_id=request_id,
+                questions=request.questions,
+                asked_by=self._who(request, request.officer),
+                asked_at=workflow.now(),
             )
         )
         review.status = ReviewStatus.information_requested
@@ -400,12 +420,16 @@ class ProjectWorkflow:
             institution=request.institution,
             request_id=request_id,
             questions=request.questions,
-            officer=request.officer,
+            officer=self._who(request, request.officer),
         )
         self._refresh_financing_details()
         return self._remember(request, f"{request.institution.display} asked for information ({request_id})", sequence)
 
     @request_information.validator
+    def _validate_request_information(self, request: RequestInformation) -> None:
+        self._check_actor(request, Action.request_information, request.institution)
+        self._check_request_information(request)
+
     def _check_request_information(self, request: RequestInformation) -> None:
         if self._is_repeat(request):
             return
@@ -426,20 +450,24 @@ class ProjectWorkflow:
         request = review.information_requests[-1]
         request.answer = answer.answer
         request.documents = list(answer.documents)
-        request.answered_by = answer.responder
+        request.answered_by = self._who(answer, answer.responder)
         request.answered_at = workflow.now()
         review.status = ReviewStatus.open
         sequence = self._emit(
             ev.InformationProvided,
             institution=answer.institution,
             request_id=request.request_id,
-            responder=answer.responder,
+            responder=request.answered_by,
             documents=list(answer.documents),
         )
         self._refresh_financing_details()
         return self._remember(answer, f"answered {request.request_id}", sequence)
 
     @provide_information.validator
+    def _validate_provide_information(self, answer: ProvideInformation) -> None:
+        self._check_actor(answer, Action.provide_information)
+        self._check_provide_information(answer)
+
     def _check_provide_information(self, answer: ProvideInformation) -> None:
         if self._is_repeat(answer):
             return
@@ -523,18 +551,22 @@ class ProjectWorkflow:
         condition = next(c for c in self._status.conditions if c.condition_id == request.condition_id)
         condition.satisfied_at = workflow.now()
         condition.evidence = request.evidence
-        condition.satisfied_by = request.by
+        condition.satisfied_by = self._who(request, request.by)
         sequence = self._emit(
             ev.ConditionSatisfied,
             condition_id=condition.condition_id,
             title=condition.title,
             evidence=request.evidence,
-            by=request.by,
+            by=condition.satisfied_by,
         )
         self._refresh_effectiveness_details()
         return self._remember(request, f"condition {condition.condition_id} satisfied", sequence)
 
     @satisfy_condition.validator
+    def _validate_satisfy_condition(self, request: SatisfyCondition) -> None:
+        self._check_actor(request, Action.satisfy_condition)
+        self._check_satisfy_condition(request)
+
     def _check_satisfy_condition(self, request: SatisfyCondition) -> None:
         if self._is_repeat(request):
             return
@@ -646,17 +678,21 @@ class ProjectWorkflow:
         milestone = next(m for m in self._status.milestones if m.milestone_id == report.milestone_id)
         milestone.certificate = report.certificate
         milestone.completed_at = workflow.now()
-        milestone.completed_by = report.by
+        milestone.completed_by = self._who(report, report.by)
         sequence = self._emit(
             ev.MilestoneCompleted,
             milestone_id=milestone.milestone_id,
             milestone_kind=milestone.kind,
             certificate=report.certificate,
-            by=report.by,
+            by=milestone.completed_by,
         )
         return self._remember(report, f"milestone {milestone.milestone_id} completed", sequence)
 
     @complete_milestone.validator
+    def _validate_complete_milestone(self, report: CompleteMilestone) -> None:
+        self._check_actor(report, Action.complete_milestone)
+        self._check_complete_milestone(report)
+
     def _check_complete_milestone(self, report: CompleteMilestone) -> None:
         if self._is_repeat(report):
             return
@@ -692,12 +728,17 @@ class ProjectWorkflow:
             return receipt
         self._check_cancel(request)
         stage = self._status.stage
-        self._enter(Stage.cancelled, f"Cancelled in {stage.value} by {request.by}: {request.reason}")
+        by = self._who(request, request.by)
+        self._enter(Stage.cancelled, f"Cancelled in {stage.value} by {by}: {request.reason}")
         self._status.outcome = request.reason
-        sequence = self._emit(ev.ProjectCancelled, reason=request.reason, by=request.by, cancelled_in=stage)
+        sequence = self._emit(ev.ProjectCancelled, reason=request.reason, by=by, cancelled_in=stage)
         return self._remember(request, f"project cancelled in {stage.value}", sequence)
 
     @cancel.validator
+    def _validate_cancel(self, request: Cancel) -> None:
+        self._check_actor(request, Action.cancel)
+        self._check_cancel(request)
+
     def _check_cancel(self, request: Cancel) -> None:
         if not self._is_repeat(request) and self._status.stage.is_final:
             raise Refused(f"project {self._proposal.project_id} has already ended: {self._status.stage.value}")
@@ -792,11 +833,27 @@ class ProjectWorkflow:
     def _set_search_attributes(self) -> None:
         workflow.upsert_search_attributes(visibility.updates_for(self._status))
 
+    def _check_actor(self, decision: Decision, action: Action, institution: Institution | None = None) -> None:
+        if not self._trusted_keys:
+            return  # a project started before access control existed
+        try:
+            identity = remit.verify(decision, self._proposal.project_id, self._trusted_keys, workflow.now())
+        except remit.NotAttested as err:
+            raise NotPermitted(str(err)) from err
+        if (why := remit.refusal(identity, action, institution)) is not None:
+            raise NotPermitted(why)
+
+    @staticmethod
+    def _who(decision: Decision, named: str) -> str:
+        """Who made the decision: the attested identity, else the name the decision gives."""
+        identity = remit.claimed(decision)
+        return str(identity) if identity is not None else named
+
     def _is_repeat(self, decision: Decision) -> bool:
         previous = self._receipts.get(decision.decision_id)
         if previous is None:
             return False
-        if previous[0] != decision.model_dump_json():
+        if previous[0] != remit.decision_digest(decision):
             raise Refused(
                 f"decision id {decision.decision_id} was already used for a different decision "
                 f"({previous[1].message}); a new decision needs a new id"
@@ -811,5 +868,5 @@ class ProjectWorkflow:
     def _remember(self, decision: Decision, message: str, sequence: int) -> Receipt:
         decision_id = decision.decision_id
         receipt = Receipt(decision_id=decision_id, message=message, event_sequence=sequence)
-        self._receipts[decision_id] = (decision.model_dump_json(), receipt)
+        self._receipts[decision_id] = (remit.decision_digest(decision), receipt)
         return receipt

@@ -1,7 +1,9 @@
 """Records the histories the replay tests replay: every demo path, run on a fresh dev server and the test broker.
 
 Run with `make histories` after a deliberate workflow change (with its `workflow.patched` guard), and commit the
-files. Replaying the previous files against new code is what catches a change that would break running projects.
+files under `current/`. Histories of earlier code stay in their own folders (`before-access-control/`: projects
+started before decisions carried attestations): replaying them against new code is what catches a change that would
+break projects already running.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from alliance.demo import run_demo
 from alliance.projects import Projects
 from alliance.settings import Settings
+from alliance.tokens import Edge
 from alliance.worker import project_worker
 from workflows import visibility
 
@@ -47,14 +50,16 @@ async def record() -> list[Path]:
                 kafka_bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}",
                 status_topic=f"record.status.{run}",
                 instruction_topic=f"record.instructions.{run}",
+                signing_key_file=ROOT / ".state" / "test" / "keys" / "edge-ed25519.pem",
             )
             async with project_worker(temporal.client, settings):
-                for line in await run_demo(Projects(temporal.client, settings)):
+                for line in await run_demo(Projects(temporal.client, settings, Edge(settings))):
                     print(line)
                 written = []
                 async for execution in temporal.client.list_workflows():
                     history = await temporal.client.get_workflow_handle(execution.id).fetch_history()
-                    path = HERE / f"{execution.id}.json"
+                    path = HERE / "current" / f"{execution.id}.json"
+                    path.parent.mkdir(exist_ok=True)
                     path.write_text(history.to_json() + "\n")
                     written.append(path)
                 return written

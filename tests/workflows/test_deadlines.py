@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -12,6 +12,7 @@ from alliance.demo import Driver
 from alliance.event_feed import project_events
 from alliance.projects import Projects, UserError
 from alliance.settings import Settings
+from alliance.tokens import Edge
 from alliance.worker import project_worker
 from schemas.decisions import Institution
 from schemas.status import ReviewStatus, Stage
@@ -26,7 +27,7 @@ async def skipping(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironmen
     env = await time_skipping_env()
     try:
         async with project_worker(env.client, settings):
-            yield env, Projects(env.client, settings)
+            yield env, Projects(env.client, settings, Edge(settings))
     finally:
         await env.shutdown()
 
@@ -99,6 +100,10 @@ async def test_final_acceptance_waits_for_the_twelve_month_warranty(
         await d.report_milestone("final")
 
     await env.sleep(timedelta(days=367))
+    server_now = await env.get_current_time()
+    offset = server_now - datetime.now(UTC)
+    assert projects.edge is not None
+    projects.edge.clock = lambda: datetime.now(UTC) + offset
     await d.complete("final")
     status = await finished(projects, proposal.project_id)
     assert status.stage is Stage.completed

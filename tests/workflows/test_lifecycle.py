@@ -205,7 +205,7 @@ async def test_refused_decisions_change_nothing_and_never_reach_history(projects
     }
     for message, decision in refusals.items():
         with pytest.raises(UserError, match=message):
-            await projects.decide(proposal.project_id, decision)
+            await projects.decide(proposal.project_id, decision, Driver.actor_for(decision))
 
     after = await projects.status(proposal.project_id)
     assert after == before
@@ -230,15 +230,15 @@ async def test_the_same_decision_sent_twice_returns_the_first_receipt(projects: 
         officer="Chen Jie",
         amount=Money.of("1300000000.00", "CNY"),
     )
-    first = await projects.decide(proposal.project_id, decision)
-    again = await projects.decide(proposal.project_id, decision)
+    first = await projects.decide(proposal.project_id, decision, Driver.actor_for(decision))
+    again = await projects.decide(proposal.project_id, decision, Driver.actor_for(decision))
     assert again == first
     status = await projects.status(proposal.project_id)
     assert [e.type for e in status.events].count("org.alliance.project.review_approved") == 1
 
     different = decision.model_copy(update={"amount": Money.of("1000000000.00", "CNY")})
     with pytest.raises(UserError, match="decision id exim-approval-1 was already used for a different decision"):
-        await projects.decide(proposal.project_id, different)
+        await projects.decide(proposal.project_id, different, Driver.actor_for(different))
 
 
 async def test_a_project_id_is_started_only_once(projects: Projects) -> None:

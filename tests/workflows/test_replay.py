@@ -9,11 +9,13 @@ from temporalio.worker import Replayer
 
 from alliance.worker import WORKFLOWS
 
-HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
+ROOT = Path(__file__).parents[1] / "histories"
+HISTORIES = sorted(ROOT.rglob("*.json"))
 
 
-def test_there_is_a_history_for_every_path_and_review() -> None:
-    names = {p.stem for p in HISTORIES}
+@pytest.mark.parametrize("release", ["before-access-control", "current"])
+def test_there_is_a_history_for_every_path_and_review(release: str) -> None:
+    names = {p.stem for p in (ROOT / release).glob("*.json")}
     for project in (
         "zm-lusaka-smart-city-2",  # delivery
         "ke-national-data-centre-2",  # warranty
@@ -27,7 +29,7 @@ def test_there_is_a_history_for_every_path_and_review() -> None:
     assert any(name.endswith("-review-sinosure") for name in names)
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
 async def test_committed_history_replays_without_non_determinism(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
@@ -36,7 +38,7 @@ async def test_committed_history_replays_without_non_determinism(path: Path) -> 
 
 
 async def test_replay_logs_nothing_a_second_time(caplog: pytest.LogCaptureFixture) -> None:
-    path = next(p for p in HISTORIES if p.stem == "project-my-smart-homes-pilot")
+    path = ROOT / "current" / "project-my-smart-homes-pilot.json"
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     with caplog.at_level("DEBUG", logger="temporalio.workflow"):

@@ -18,6 +18,7 @@ from alliance.demo import Driver
 from alliance.event_feed import project_events, records
 from alliance.projects import Projects
 from alliance.settings import Settings
+from alliance.tokens import Edge
 from schemas.decisions import Institution
 from schemas.instructions import Instruction
 from schemas.status import Stage
@@ -42,6 +43,7 @@ class WorkerProcesses:
             "ALLIANCE_STATUS_TOPIC": settings.status_topic,
             "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
             "ALLIANCE_LOG_FORMAT": "json",
+            "ALLIANCE_SIGNING_KEY_FILE": str(settings.signing_key_file),
         }
 
     async def start(self) -> asyncio.subprocess.Process:
@@ -69,7 +71,7 @@ async def workers(settings: Settings, tmp_path: Path) -> AsyncIterator[WorkerPro
 async def test_a_worker_killed_during_financing_loses_and_doubles_nothing(
     temporal_env: WorkflowEnvironment, settings: Settings, workers: WorkerProcesses
 ) -> None:
-    projects = Projects(temporal_env.client, settings)
+    projects = Projects(temporal_env.client, settings, Edge(settings))
     first = await workers.start()
     proposal = example("zm-lusaka-smart-city-2", "zm-worker-killed")
     d = Driver(projects, proposal)

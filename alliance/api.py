@@ -1,0 +1,273 @@
+"""The staff and integration API (FastAPI): `alliance api`, and started by `alliance dev`.
+
+Every caller presents a bearer token naming a person, an organisation and a role; each route checks the remit
+(`workflows/remit.py`), and every decision carries the edge's attestation into the workflow, whose validators check
+the remit again. Errors are JSON `{"code", "message", "field"?}` with a stable code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+
+from alliance.connections import connect_temporal
+from alliance.projects import ProjectRow, Projects, UserError, describe_errors
+from alliance.settings import Settings, get_settings
+from alliance.tokens import CredentialError, Edge
+from schemas.decisions import (
+    Approve,
+    Cancel,
+    CompleteMilestone,
+    Decision,
+    Institution,
+    ProvideInformation,
+    Receipt,
+    Reject,
+    RequestInformation,
+    SatisfyCondition,
+)
+from schemas.identity import Identity
+from schemas.money import Money
+from schemas.proposal import Proposal
+from schemas.status import ProjectStatus, ReviewStatus, Stage
+from workflows import remit
+from workflows.remit import Action
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+STATUS_OF = {
+    "invalid": 422,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "unknown": 404,
+    "refused": 409,
+    "conflict": 409,
+    "unavailable": 503,
+}
+
+
+class Problem(BaseModel):
+    code: str = Field(description="Stable: invalid, unauthenticated, forbidden, unknown, refused, conflict, ...")
+    message: str
+    field: str | None = None
+
+
+class ProjectStarted(BaseModel):
+    project_id: str
+    workflow_id: str
+
+
+class InboxItem(BaseModel):
+    project_id: str
+    title: str
+    country: str
+    institution: Institution
+    requested: Money
+    deadline: Any = Field(description="When the review expires (ISO 8601)")
+    status: ReviewStatus
+    open_information_request: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text}
+    for code, text in {
+        401: "No valid credential",
+        403: "Outside the caller's remit",
+        404: "Unknown project",
+        409: "Refused by the project, or a conflicting request",
+        422: "Invalid input (the field is named)",
+    }.items()
+}
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
+        description="The same key returns the first result and changes nothing",
+    ),
+]
+
+
+def projects(request: Request) -> Projects:
+    found: Projects = request.app.state.projects
+    return found
+
+
+BEARER = HTTPBearer(auto_error=False, description="A token from `alliance token issue` or your identity provider")
+
+
+def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> Identity:
+    edge = projects(request).edge
+    assert edge is not None
+    return edge.identify(credentials.credentials if credentials else None)
+
+
+Caller = Annotated[Identity, Depends(caller)]
+Service = Annotated[Projects, Depends(projects)]
+
+
+def permit(identity: Identity, action: Action, institution: Institution | None = None) -> None:
+    if (why := remit.refusal(identity, action, institution)) is not None:
+        raise UserError(why, "forbidden")
+
+
+def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        temporal = client or await connect_temporal(settings)
+        app.state.projects = Projects(temporal, settings, Edge(settings))
+        yield
+
+    app = FastAPI(
+        title="Alliance Workflows API",
+        version="1",
+        description="Projects of the Belt and Road Digital Economy Alliance: proposals, financing decisions, "
+        "conditions precedent, milestones. Authenticate with a bearer token (`alliance token issue`).",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, err: UserError) -> JSONResponse:
+        return problem(STATUS_OF.get(err.kind, 400), err.kind, str(err))
+
+    @app.exception_handler(CredentialError)
+    async def credential_error(_: Request, err: CredentialError) -> JSONResponse:
+        return problem(401, "unauthenticated", str(err), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        errors = err.errors()
+        loc = (
+            [str(p) for p in errors[0].get("loc", ()) if p not in ("body", "query", "path", "header")] if errors else []
+        )
+        return problem(422, "invalid", describe_errors(errors) or "invalid request", field=".".join(loc) or None)
+
+    @app.post("/projects", status_code=201, response_model=ProjectStarted, responses=ERRORS, tags=["projects"])
+    async def submit_proposal(
+        proposal: Proposal, identity: Caller, service: Service, key: IdempotencyKey
+    ) -> ProjectStarted:
+        permit(identity, Action.propose)
+        try:
+            wf_id = await service.propose(proposal, actor=identity, idempotency_key=key)
+        except UserError as err:
+            if err.kind != "conflict" or not await service.started_with(proposal.project_id, key):
+                raise
+            wf_id = f"project-{proposal.project_id}"
+        return ProjectStarted(project_id=proposal.project_id, workflow_id=wf_id)
+
+    @app.get("/projects", response_model=list[ProjectRow], responses=ERRORS, tags=["projects"])
+    async def list_projects(
+        identity: Caller,
+        service: Service,
+        stage: Stage | None = None,
+        country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
+        sector: Annotated[str | None, Query(max_length=40)] = None,
+        pending: Institution | None = None,
+    ) -> list[ProjectRow]:
+        permit(identity, Action.read)
+        return await service.list(
+            stage=stage.value if stage else None,
+            country=country,
+            sector=sector,
+            pending=pending.value if pending else None,
+        )
+
+    @app.get("/projects/{project_id}", response_model=ProjectStatus, responses=ERRORS, tags=["projects"])
+    async def project_status(project_id: str, identity: Caller, service: Service) -> ProjectStatus:
+        permit(identity, Action.read)
+        status = await service.status(project_id)
+        if remit.refusal(identity, Action.read_terms) is not None:
+            status = redacted(status)
+        return status
+
+    @app.get(
+        "/institutions/{institution}/inbox", response_model=list[InboxItem], responses=ERRORS, tags=["institutions"]
+    )
+    async def inbox(institution: Institution, identity: Caller, service: Service) -> list[InboxItem]:
+        permit(identity, Action.inbox, institution)
+        items = []
+        for row in await service.list(pending=institution.value):
+            if not row.running:
+                continue
+            status = await service.status(row.project_id)
+            for review in status.reviews:
+                if review.institution is institution and review.status.is_open:
+                    open_request = next((r.request_id for r in review.information_requests if r.answer is None), None)
+                    items.append(
+                        InboxItem(
+                            project_id=status.project_id,
+                            title=status.title,
+                            country=status.country,
+                            institution=institution,
+                            requested=review.requested,
+                            deadline=review.deadline,
+                            status=review.status,
+                            open_information_request=open_request,
+                        )
+                    )
+        return sorted(items, key=lambda item: item.deadline)
+
+    def decision_route(path: str, model: type[Decision], summary: str) -> None:
+        async def decide(
+            project_id: str, decision: Decision, identity: Caller, service: Service, key: IdempotencyKey
+        ) -> Receipt:
+            if decision.decision_id != key:
+                raise UserError("decision_id: must equal the Idempotency-Key header", "invalid")
+            return await service.decide(project_id, decision, identity)
+
+        # One handler shape for every decision; FastAPI reads the body model from the annotation.
+        decide.__annotations__ = {**decide.__annotations__, "decision": model}
+        decide.__name__ = f"post_{model.__name__.lower()}"
+        app.post(
+            f"/projects/{{project_id}}/{path}",
+            response_model=Receipt,
+            responses=ERRORS,
+            summary=summary,
+            tags=["decisions"],
+        )(decide)
+
+    decision_route("approvals", Approve, "An institution approves its part of the financing")
+    decision_route("rejections", Reject, "An institution rejects the financing")
+    decision_route("information-requests", RequestInformation, "An institution asks the contractor for information")
+    decision_route("information-responses", ProvideInformation, "The contractor answers an information request")
+    decision_route("conditions-satisfied", SatisfyCondition, "A condition precedent is satisfied")
+    decision_route("milestones-completed", CompleteMilestone, "A milestone is completed with its certificate")
+    decision_route("cancellation", Cancel, "The project is cancelled")
+    return app
+
+
+def problem(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = Problem(code=code, message=message, field=field).model_dump(exclude_none=True)
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def redacted(status: ProjectStatus) -> ProjectStatus:
+    """The status without loan terms, for readers outside the borrower and the institutions."""
+    reviews = [review.model_copy(update={"terms": None}) for review in status.reviews]
+    return status.model_copy(update={"reviews": reviews})
+
+
+def openapi_document() -> str:
+    return json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    OPENAPI_FILE.write_text(openapi_document())
+    sys.stdout.write(f"wrote {OPENAPI_FILE}\n")
