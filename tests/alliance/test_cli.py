@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from alliance.demo import CONTRACTOR, officer_of
 from alliance.projects import Projects
 from alliance.settings import Settings
+from alliance.tokens import Edge
+from schemas.decisions import Institution
+from schemas.identity import Identity
 from schemas.status import ProjectStatus, Stage
 from tests.support import EXAMPLES, finished, raw_example
 
@@ -26,8 +30,15 @@ class Run:
     err: str
 
 
-async def cli(settings: Settings, *args: str, **env: str) -> Run:
+EXIM_OFFICER = officer_of(Institution.exim, "Chen Jie")
+
+
+async def cli(settings: Settings, *args: str, as_: Identity | None = CONTRACTOR, **env: str) -> Run:
+    """Runs `alliance ARGS` as `as_` (a token in ALLIANCE_TOKEN), against the test's servers."""
+    token = {"ALLIANCE_TOKEN": Edge(settings).issue(as_)} if as_ else {}
     environment = {
+        **token,
+        "ALLIANCE_SIGNING_KEY_FILE": str(settings.signing_key_file),
         "ALLIANCE_TEMPORAL_ADDRESS": settings.temporal_address,
         "ALLIANCE_TASK_QUEUE": settings.task_queue,
         "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -71,10 +82,15 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
             break
         await asyncio.sleep(0.1)
     approve = ("decide", "ke-cli-path", "--institution", "exim", "--officer", "Chen Jie")
-    approved = await cli(settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1")
+    exim = {"as_": EXIM_OFFICER}
+    approved = await cli(
+        settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", **exim
+    )
     assert approved.code == 0, approved.err
     assert "China Exim approved CNY 1,300,000,000.00" in approved.out
-    again = await cli(settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1")
+    again = await cli(
+        settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", **exim
+    )
     assert again.out == approved.out
 
     table = await cli(settings, "status", "ke-cli-path")
@@ -142,6 +158,8 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
     no_kafka = await cli(settings, "events", "tail", ALLIANCE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
     assert "cannot reach Kafka at 127.0.0.1:9" in one_line_error(no_kafka)
 
+    anonymous = await cli(settings, "cancel", "p1", "--reason", "r", "--by", "x", as_=None)
+    assert "no credential" in one_line_error(anonymous)
     # The refused proposal started nothing.
     assert "unknown project fr-not-partner" in one_line_error(await cli(settings, "status", "fr-not-partner"))
 
@@ -157,6 +175,7 @@ async def test_a_refused_decision_explains_itself(projects: Projects, settings: 
         settings,
         *("decide", "ke-national-data-centre-2", "--institution", "exim", "--officer", "Chen Jie"),
         *("--approve", "CNY 2000000000"),
+        as_=EXIM_OFFICER,
     )
     assert one_line_error(over) == (
         "error: refused: China Exim cannot approve CNY 2,000,000,000.00: only CNY 1,300,000,000.00 was requested"
