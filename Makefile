@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev test lint services-start services-stop schemas histories
+.PHONY: setup dev test lint services-start services-stop schemas openapi histories
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ services-stop:
 # Rewrite the checked-in JSON Schemas from the models.
 schemas: setup
 	$(BIN)/python -m schemas.contract
+
+# Rewrite the checked-in OpenAPI document of the API.
+openapi: setup
+	$(BIN)/python -m alliance.api
 
 # Re-record the workflow histories that the replay tests replay.
 histories: setup

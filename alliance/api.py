@@ -129,8 +129,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        temporal = client or await connect_temporal(settings)
-        app.state.projects = Projects(temporal, settings, Edge(settings))
+        if client is None:
+            app.state.projects = Projects(await connect_temporal(settings), settings, Edge(settings))
         yield
 
     app = FastAPI(
@@ -140,6 +140,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         "conditions precedent, milestones. Authenticate with a bearer token (`alliance token issue`).",
         lifespan=lifespan,
     )
+    if client is not None:
+        app.state.projects = Projects(client, settings, Edge(settings))
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, err: UserError) -> JSONResponse:
@@ -222,10 +224,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                     )
         return sorted(items, key=lambda item: item.deadline)
 
-    def decision_route(path: str, model: type[Decision], summary: str) -> None:
+    def decision_route(path: str, model: type[Decision], action: Action, summary: str) -> None:
         async def decide(
             project_id: str, decision: Decision, identity: Caller, service: Service, key: IdempotencyKey
         ) -> Receipt:
+            permit(identity, action, getattr(decision, "institution", None))
             if decision.decision_id != key:
                 raise UserError("decision_id: must equal the Idempotency-Key header", "invalid")
             return await service.decide(project_id, decision, identity)
@@ -241,13 +244,30 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             tags=["decisions"],
         )(decide)
 
-    decision_route("approvals", Approve, "An institution approves its part of the financing")
-    decision_route("rejections", Reject, "An institution rejects the financing")
-    decision_route("information-requests", RequestInformation, "An institution asks the contractor for information")
-    decision_route("information-responses", ProvideInformation, "The contractor answers an information request")
-    decision_route("conditions-satisfied", SatisfyCondition, "A condition precedent is satisfied")
-    decision_route("milestones-completed", CompleteMilestone, "A milestone is completed with its certificate")
-    decision_route("cancellation", Cancel, "The project is cancelled")
+    decision_route("approvals", Approve, Action.approve, "An institution approves its part of the financing")
+    decision_route("rejections", Reject, Action.reject, "An institution rejects the financing")
+    decision_route(
+        "information-requests",
+        RequestInformation,
+        Action.request_information,
+        "An institution asks the contractor for information",
+    )
+    decision_route(
+        "information-responses",
+        ProvideInformation,
+        Action.provide_information,
+        "The contractor answers an information request",
+    )
+    decision_route(
+        "conditions-satisfied", SatisfyCondition, Action.satisfy_condition, "A condition precedent is satisfied"
+    )
+    decision_route(
+        "milestones-completed",
+        CompleteMilestone,
+        Action.complete_milestone,
+        "A milestone is completed with its certificate",
+    )
+    decision_route("cancellation", Cancel, Action.cancel, "The project is cancelled")
     return app
 
 
