@@ -258,7 +258,8 @@ def dev(
     demo: Annotated[bool, typer.Option(help="Load the example projects once the worker runs")] = True,
     headless: Annotated[bool, typer.Option(help="Run the Temporal dev server without its Web UI")] = False,
 ) -> None:
-    """Start the local Temporal dev server (with its Web UI), the Kafka broker and a worker; Ctrl-C stops all."""
+    """Start the local Temporal dev server (with its Web UI), the Kafka broker, a worker and the API; Ctrl-C stops
+    all."""
     from alliance.demo import run_demo
     from alliance.worker import run_worker
 
@@ -267,6 +268,7 @@ def dev(
     env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")
+    api_server = subprocess.Popen([str(Path(sys.executable).parent / "alliance"), "api"])
     try:
 
         async def main(stop: asyncio.Event) -> None:
@@ -276,13 +278,19 @@ def dev(
                 for line in await run_demo(projects):
                     out.print(line)
             out.print(
-                "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · Kafka: "
-                f"{settings.kafka_bootstrap_servers} · topic {settings.status_topic}. Ctrl-C stops everything."
+                "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · API: "
+                f"http://{settings.api_host}:{settings.api_port}/docs · Kafka: {settings.kafka_bootstrap_servers} "
+                f"· topic {settings.status_topic}. Ctrl-C stops everything."
             )
             await worker_task
 
         _run_until_interrupted(main)
     finally:
+        api_server.terminate()
+        try:
+            api_server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            api_server.kill()
         subprocess.run(["bash", str(SERVICES), "stop"])
 
 
