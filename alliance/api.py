@@ -7,6 +7,7 @@ the remit again. Errors are JSON `{"code", "message", "field"?}` with a stable c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -44,6 +46,7 @@ from schemas.status import ProjectStatus, ReviewStatus, Stage
 from workflows import remit
 from workflows.remit import Action
 
+log = structlog.get_logger(__name__)
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 STATUS_OF = {
     "invalid": 422,
@@ -202,11 +205,14 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     async def inbox(institution: Institution, identity: Caller, service: Service) -> list[InboxItem]:
         permit(identity, Action.inbox, institution)
+        rows = [row for row in await service.list(pending=institution.value) if row.running]
+        # One project that does not answer (its worker busy or gone) must not empty the whole inbox.
+        answers = await asyncio.gather(*(service.status(row.project_id) for row in rows), return_exceptions=True)
         items = []
-        for row in await service.list(pending=institution.value):
-            if not row.running:
+        for row, status in zip(rows, answers, strict=True):
+            if not isinstance(status, ProjectStatus):
+                log.warning("inbox_project_unanswered", project_id=row.project_id, error=str(status))
                 continue
-            status = await service.status(row.project_id)
             for review in status.reviews:
                 if review.institution is institution and review.status.is_open:
                     open_request = next((r.request_id for r in review.information_requests if r.answer is None), None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ from workflows import remit, visibility
 from workflows.project import ProjectWorkflow, workflow_id
 
 MAX_PROPOSAL_BYTES = 1_000_000
+# A project whose worker is gone should say so in seconds, not hang the caller.
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 class UserError(Exception):
@@ -232,7 +234,7 @@ class Projects:
         try:
             if description.status is ExecutionStatus.COMPLETED:
                 return await handle.result()
-            return await handle.query(ProjectWorkflow.status)
+            return await handle.query(ProjectWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
         except WorkflowFailureError as err:
             raise UserError(f"project {project_id}'s workflow failed: {err.cause}") from err
         except RPCError as err:

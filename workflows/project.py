@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -183,26 +183,20 @@ class ProjectWorkflow:
         opened = workflow.now()
         deadline = opened + timedelta(days=self._timetable.review_days)
         reminder = deadline - timedelta(days=self._timetable.reminder_days_before)
+        requests = self._requests()
         watchers = []
-        for institution, requested in self._requests():
-            self._status.reviews.append(
-                Review(institution=institution, requested=requested, opened_at=opened, deadline=deadline)
-            )
-            self._emit(ev.ReviewOpened, institution=institution, requested=requested, deadline=deadline)
-            handle = await workflow.start_child_workflow(
-                ReviewWorkflow.run,
-                ReviewInput(
-                    project_id=self._proposal.project_id,
-                    institution=institution,
-                    requested=requested,
-                    deadline=deadline,
-                    reminder_at=reminder if self._timetable.reminder_days_before else None,
-                ),
-                id=f"{workflow.info().workflow_id}-review-{institution.value}",
-                static_summary=f"{institution.display} review of {self._proposal.title}",
-            )
-            self._reviews[institution] = handle
-            watchers.append(asyncio.create_task(self._watch_review(handle)))
+        if workflow.patched("reviews-open-before-their-clocks"):
+            # Every review is open (and takes decisions) before its clock starts; a decision that arrives before
+            # its child workflow exists waits for it in _close_review.
+            for institution, requested in requests:
+                self._open(institution, requested, opened, deadline)
+            for institution, requested in requests:
+                watchers.append(await self._start_review_clock(institution, requested, deadline, reminder))
+        else:
+            # Projects started before the patch opened and started each review in turn.
+            for institution, requested in requests:
+                self._open(institution, requested, opened, deadline)
+                watchers.append(await self._start_review_clock(institution, requested, deadline, reminder))
         self._refresh_financing_details()
 
         def settled() -> bool:
@@ -235,6 +229,30 @@ class ProjectWorkflow:
         self._close_financing()
         return True
 
+    def _open(self, institution: Institution, requested: Money, opened: datetime, deadline: datetime) -> None:
+        self._status.reviews.append(
+            Review(institution=institution, requested=requested, opened_at=opened, deadline=deadline)
+        )
+        self._emit(ev.ReviewOpened, institution=institution, requested=requested, deadline=deadline)
+
+    async def _start_review_clock(
+        self, institution: Institution, requested: Money, deadline: datetime, reminder: datetime
+    ) -> asyncio.Task[None]:
+        handle = await workflow.start_child_workflow(
+            ReviewWorkflow.run,
+            ReviewInput(
+                project_id=self._proposal.project_id,
+                institution=institution,
+                requested=requested,
+                deadline=deadline,
+                reminder_at=reminder if self._timetable.reminder_days_before else None,
+            ),
+            id=f"{workflow.info().workflow_id}-review-{institution.value}",
+            static_summary=f"{institution.display} review of {self._proposal.title}",
+        )
+        self._reviews[institution] = handle
+        return asyncio.create_task(self._watch_review(handle))
+
     async def _watch_review(self, handle: workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]) -> None:
         result = await handle
         review = self._review(result.institution)
@@ -255,6 +273,8 @@ class ProjectWorkflow:
 
     async def _close_review(self, institution: Institution, outcome: str) -> bool:
         """Tells the review it is over; False when it had already ended at its deadline."""
+        # A decision can arrive while the review's child workflow is still being started.
+        await workflow.wait_condition(lambda: institution in self._reviews)
         try:
             await self._reviews[institution].signal(ReviewWorkflow.close, ReviewClosed(outcome=outcome))
         except FailureError:

@@ -2,8 +2,9 @@
 
 Run with `make histories` after a deliberate workflow change (with its `workflow.patched` guard), and commit the
 files under `current/`. Histories of earlier code stay in their own folders (`before-access-control/`: projects
-started before decisions carried attestations): replaying them against new code is what catches a change that would
-break projects already running.
+started before decisions carried attestations; `before-reviews-open-together/`: before the patch
+`reviews-open-before-their-clocks`): replaying them against new code is what catches a change that would break
+projects already running.
 """
 
 from __future__ import annotations

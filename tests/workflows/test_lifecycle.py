@@ -294,3 +294,31 @@ async def test_operators_filter_projects_by_stage_country_and_pending_institutio
     description = await projects.client.get_workflow_handle(f"project-{proposal.project_id}").describe()
     assert description.status is WorkflowExecutionStatus.RUNNING
     await d.send(Cancel, reason="test over", by="PMO")
+
+
+async def test_a_decision_arriving_while_the_reviews_are_being_opened_is_taken(projects: Projects) -> None:
+    """Officers may decide the moment financing opens, while the review child workflows are still being started
+    (the last one, Sinosure's, is started last): the decision waits for its review instead of failing the task."""
+    proposal = example("zm-lusaka-smart-city-2", unique_id("zm-race"))
+    d = Driver(projects, proposal)
+    await d.start()
+    decision = Approve(
+        decision_id="sinosure-early",
+        institution=Institution.sinosure,
+        officer="Wang Fang",
+        amount=Money.of("161500000.00", "USD"),
+    )
+    for _ in range(2000):
+        try:
+            receipt = await asyncio.wait_for(
+                projects.decide(proposal.project_id, decision, Driver.actor_for(decision)), timeout=20
+            )
+            break
+        except UserError as refused:
+            assert "still in screening" in str(refused)
+            await asyncio.sleep(0.002)
+    else:
+        pytest.fail("financing never opened")
+    assert receipt.message == "Sinosure approved USD 161,500,000.00"
+    status = await projects.status(proposal.project_id)
+    assert {r.institution: r.status for r in status.reviews}[Institution.sinosure] is ReviewStatus.approved
