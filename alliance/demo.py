@@ -65,7 +65,13 @@ class Driver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
-            status = await self.projects.status(self.pid)
+            try:
+                status = await self.projects.status(self.pid)
+            except UserError as err:
+                # A worker restarting (or a query routed to a dead worker's sticky queue) is transient.
+                if err.kind != "unavailable" or loop.time() > deadline:
+                    raise
+                continue
             if done(status):
                 return status
             if loop.time() > deadline:

@@ -54,7 +54,7 @@ from workflows.project import ProjectWorkflow, workflow_id
 
 MAX_PROPOSAL_BYTES = 1_000_000
 # A project whose worker is gone should say so in seconds, not hang the caller.
-QUERY_TIMEOUT = timedelta(seconds=10)
+QUERY_TIMEOUT = timedelta(seconds=30)
 
 
 class UserError(Exception):
