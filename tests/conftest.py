@@ -26,6 +26,7 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
+from tests.support import local_temporal
 from workflows import visibility
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,14 +61,7 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=visibility.ALL_KEYS,
-        data_converter=pydantic_data_converter,
-        ip="127.0.0.1",
-        dev_server_log_level="error",
-        ui=False,
-    )
+    env = await local_temporal()
     yield env
     await env.shutdown()
 

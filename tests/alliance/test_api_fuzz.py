@@ -11,8 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from alliance.demo import CONTRACTOR, officer_of
 from alliance.settings import Settings
@@ -20,7 +18,7 @@ from alliance.tokens import Edge
 from alliance.worker import project_worker
 from schemas.decisions import Institution
 from schemas.identity import Identity
-from workflows import visibility
+from tests.support import local_temporal
 
 pytestmark = pytest.mark.timeout(600)
 BIN = Path(sys.executable).parent
@@ -35,13 +33,7 @@ def free_port() -> int:
 @pytest.mark.parametrize("caller", [CONTRACTOR, officer_of(Institution.cdb, "Liu Yang")], ids=lambda i: i.role)
 async def test_no_request_makes_the_api_fail(settings: Settings, tmp_path: Path, caller: Identity) -> None:
     # A Temporal server of its own: the API must only see projects that a worker serves.
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=visibility.ALL_KEYS,
-        data_converter=pydantic_data_converter,
-        ip="127.0.0.1",
-        ui=False,
-    ) as temporal:
+    async with await local_temporal() as temporal:
         address = temporal.client.service_client.config.target_host
         async with project_worker(temporal.client, settings):
             await fuzz_api(settings.model_copy(update={"temporal_address": address}), tmp_path, caller)

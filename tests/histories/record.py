@@ -16,15 +16,12 @@ import sys
 import uuid
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
 from alliance.demo import run_demo
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from workflows import visibility
+from tests.support import local_temporal
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -33,17 +30,16 @@ KAFKA_PORT = 29092
 
 
 async def record() -> list[Path]:
-    env = {**os.environ, "ALLIANCE_STATE_DIR": str(ROOT / ".state" / "test"), "ALLIANCE_KAFKA_PORT": str(KAFKA_PORT),
-           "ALLIANCE_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1), "ALLIANCE_VENV": str(BIN.parent)}
+    env = {
+        **os.environ,
+        "ALLIANCE_STATE_DIR": str(ROOT / ".state" / "test"),
+        "ALLIANCE_KAFKA_PORT": str(KAFKA_PORT),
+        "ALLIANCE_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
+        "ALLIANCE_VENV": str(BIN.parent),
+    }
     subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "start", "kafka"], env=env, check=True)
     try:
-        async with await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(BIN / "temporal"),
-            search_attributes=visibility.ALL_KEYS,
-            data_converter=pydantic_data_converter,
-            ip="127.0.0.1",
-            ui=False,
-        ) as temporal:
+        async with await local_temporal() as temporal:
             run = uuid.uuid4().hex[:8]
             settings = Settings(
                 temporal_address=temporal.client.service_client.config.target_host,

@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from alliance.demo import Driver
-from alliance.event_feed import project_events, records
+from alliance.event_feed import records
 from alliance.projects import Projects, UserError
 from schemas.decisions import (
     AcceptanceCertificate,
@@ -31,29 +31,15 @@ from schemas.decisions import (
 from schemas.events import StatusEvent
 from schemas.instructions import Instruction, InstructionAction
 from schemas.money import Money
-from schemas.status import ProjectStatus, ReviewStatus, Stage
+from schemas.status import ReviewStatus, Stage
 from schemas.timetable import Timetable
-from tests.support import example, finished
+from tests.support import assert_kafka_matches_history, example, finished
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def unique_id(base: str) -> str:
     return f"{base[:40]}-{uuid.uuid4().hex[:8]}"
-
-
-async def assert_kafka_matches_history(projects: Projects, status: ProjectStatus) -> list[StatusEvent]:
-    published = await project_events(projects.settings, status.project_id)
-    first_seen: dict[str, StatusEvent] = {}
-    for event in published:
-        first_seen.setdefault(event.id, event)
-    events = list(first_seen.values())
-    assert all(ref.published for ref in status.events)
-    assert [e.id for e in events] == [ref.event_id for ref in status.events]
-    assert [e.type for e in events] == [ref.type for ref in status.events]
-    assert [e.data.sequence for e in events] == list(range(1, len(status.events) + 1))
-    assert all(e.subject == status.project_id and e.source.endswith(status.project_id) for e in events)
-    return events
 
 
 async def instructions(projects: Projects, project_id: str) -> list[Instruction]:
@@ -88,7 +74,7 @@ async def test_approved_project_is_financed_delivered_and_completed(projects: Pr
     assert {t.institution for t in status.tranches} == {Institution.cdb, Institution.exim}
     assert "exim-1" in {c.condition_id for c in status.conditions}
 
-    events = await assert_kafka_matches_history(projects, status)
+    events = await assert_kafka_matches_history(projects.settings, status)
     assert kinds(events)[:2] == ["proposed", "screening_passed"]
     assert kinds(events).count("disbursement_instructed") == 2 * len(proposal.milestones)
     assert kinds(events)[-3:] == ["retention_released", "retention_released", "project_completed"]
@@ -111,7 +97,7 @@ async def test_rejected_at_screening_lists_every_reason(projects: Projects) -> N
         "the environmental impact assessment is missing",
     ]
     assert status.reviews == []
-    events = await assert_kafka_matches_history(projects, status)
+    events = await assert_kafka_matches_history(projects.settings, status)
     assert kinds(events) == ["proposed", "screening_failed"]
 
 
@@ -131,7 +117,7 @@ async def test_rejection_by_one_institution_withdraws_the_others_and_releases_ap
         Institution.sinosure: ReviewStatus.rejected,
     }
     assert "Sinosure rejected the financing: Country limit reached" in (status.outcome or "")
-    events = await assert_kafka_matches_history(projects, status)
+    events = await assert_kafka_matches_history(projects.settings, status)
     assert kinds(events)[-3:] == ["review_withdrawn", "commitment_released", "financing_declined"]
     sent = await instructions(projects, proposal.project_id)
     assert [(i.action, i.institution, i.amount) for i in sent] == [
@@ -155,7 +141,7 @@ async def test_cancelled_during_delivery_releases_what_was_not_drawn(projects: P
     assert tranche.disbursed == Money.of("3690000.00", "USD")
     assert tranche.released == Money.of("37310000.00", "USD")
     assert tranche.retained.amount == 0
-    events = await assert_kafka_matches_history(projects, status)
+    events = await assert_kafka_matches_history(projects.settings, status)
     cancelled = next(e for e in events if e.data.kind == "project_cancelled")
     assert cancelled.data.cancelled_in is Stage.delivery  # type: ignore[union-attr]
     assert kinds(events)[-1] == "commitment_released"
@@ -271,7 +257,7 @@ async def test_information_requests_are_answered_one_at_a_time(projects: Project
     await d.send(Cancel, reason="test over", by="PMO")
     status = await finished(projects, proposal.project_id)
     assert {r.status for r in status.reviews} == {ReviewStatus.withdrawn}
-    await assert_kafka_matches_history(projects, status)
+    await assert_kafka_matches_history(projects.settings, status)
 
 
 async def test_operators_filter_projects_by_stage_country_and_pending_institution(projects: Projects) -> None:
