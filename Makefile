@@ -21,7 +21,7 @@ dev: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas workflows activities alliance
+	$(BIN)/mypy schemas workflows activities streams alliance
 	$(BIN)/pytest
 
 services-start: setup

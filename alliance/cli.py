@@ -258,8 +258,8 @@ def dev(
     demo: Annotated[bool, typer.Option(help="Load the example projects once the worker runs")] = True,
     headless: Annotated[bool, typer.Option(help="Run the Temporal dev server without its Web UI")] = False,
 ) -> None:
-    """Start the local Temporal dev server (with its Web UI), the Kafka broker, a worker and the API; Ctrl-C stops
-    all."""
+    """Start the local Temporal dev server (with its Web UI), the Kafka broker, a worker, the API and the stream
+    worker; Ctrl-C stops all."""
     from alliance.demo import run_demo
     from alliance.worker import run_worker
 
@@ -268,7 +268,8 @@ def dev(
     env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")
-    api_server = subprocess.Popen([str(Path(sys.executable).parent / "alliance"), "api"])
+    alliance = str(Path(sys.executable).parent / "alliance")
+    helpers = [subprocess.Popen([alliance, "api"]), subprocess.Popen([alliance, "streams"])]
     try:
 
         async def main(stop: asyncio.Event) -> None:
@@ -279,18 +280,20 @@ def dev(
                     out.print(line)
             out.print(
                 "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · API: "
-                f"http://{settings.api_host}:{settings.api_port}/docs · Kafka: {settings.kafka_bootstrap_servers} "
-                f"· topic {settings.status_topic}. Ctrl-C stops everything."
+                f"http://{settings.api_host}:{settings.api_port}/docs · portfolio: `alliance portfolio` · Kafka: "
+                f"{settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything."
             )
             await worker_task
 
         _run_until_interrupted(main)
     finally:
-        api_server.terminate()
-        try:
-            api_server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            api_server.kill()
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            try:
+                helper.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                helper.kill()
         subprocess.run(["bash", str(SERVICES), "stop"])
 
 
@@ -303,6 +306,51 @@ def _run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> 
         await main(stop)
 
     run(go())
+
+
+@app.command()
+def streams() -> None:
+    """Run the stream worker: project views, portfolio, alerts and the deduplicated feed (HTTP on :6066)."""
+    from faust import Worker
+
+    from alliance.connections import ensure_topics
+    from streams.app import create_app
+
+    settings = get_settings()
+    logs.configure(settings)
+    run(ensure_topics(settings, streams=True))
+    Worker(create_app(settings), loglevel=settings.log_level.lower()).execute_from_commandline()
+
+
+@app.command()
+def portfolio(
+    dimension: Annotated[str, typer.Argument(help="country, sector or institution")] = "country",
+) -> None:
+    """The portfolio from the stream worker, as a table (amounts in USD at the configured rates)."""
+    import httpx
+
+    settings = get_settings()
+    url = f"http://{settings.streams_web_host}:{settings.streams_web_port}/portfolio/{dimension}/"
+    try:
+        response = httpx.get(url, timeout=10)
+    except httpx.HTTPError as err:
+        raise UserError(
+            f"cannot reach the stream worker at {url}: is `alliance streams` running?", "unavailable"
+        ) from err
+    if response.status_code != 200:
+        raise UserError(response.json().get("message", response.text), "invalid")
+    body = response.json()
+    table = Table(title=f"Portfolio by {dimension} (USD at rates of {body['rate_date']})")
+    for col in (dimension, "projects by stage", "requested", "approved", "released", "disbursed"):
+        table.add_column(col)
+    for value, totals in sorted(body[dimension].items()):
+        stages = ", ".join(f"{stage} {n}" for stage, n in sorted(totals["projects_by_stage"].items()))
+        table.add_row(
+            value,
+            stages,
+            *(f"{Decimal(totals[k]):,.0f}" for k in ("requested_usd", "approved_usd", "released_usd", "disbursed_usd")),
+        )
+    out.print(table)
 
 
 @app.command()

@@ -65,24 +65,35 @@ def status_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Creates the status and instruction topics with explicit partition counts; existing ones are left alone."""
+async def ensure_topics(settings: Settings, streams: bool = False) -> None:
+    """Creates the topics with explicit partition counts and configs; existing ones are left alone.
+
+    The status and instruction topics always; with `streams`, the stream worker's derived topics too, with the same
+    partition count as the status topic (faust creates its table changelogs to match)."""
+    wanted = {settings.status_topic: "delete", settings.instruction_topic: "delete"}
+    if streams:
+        wanted |= {
+            settings.feed_topic: "delete",
+            settings.snapshot_topic: "compact",
+            settings.alert_topic: "delete",
+            settings.dead_letter_topic: "delete",
+        }
     admin = AIOKafkaAdminClient(**kafka_options(settings), client_id="alliance-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
+        missing = [
             NewTopic(
                 name=topic,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
-                topic_configs={"min.insync.replicas": "1", "cleanup.policy": "delete"},
+                topic_configs={"min.insync.replicas": "1", "cleanup.policy": policy},
             )
-            for topic in (settings.status_topic, settings.instruction_topic)
+            for topic, policy in wanted.items()
             if topic not in existing
         ]
-        if wanted:
+        if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
+                await admin.create_topics(missing)
     finally:
         await admin.close()

@@ -20,7 +20,13 @@ async def records(
     """(key, value) of every record of `topic`, partition by partition in offset order; without `follow`, up to
     the end offsets seen at the start."""
     partitions = await _partitions(settings, topic)
-    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False, client_id="alliance-tail")
+    # read_committed: the stream worker writes its derived topics in transactions; aborted ones are not news.
+    consumer = AIOKafkaConsumer(
+        **kafka_options(settings),
+        enable_auto_commit=False,
+        client_id="alliance-tail",
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         assigned = [TopicPartition(topic, p) for p in partitions]

@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
 
+    # Stream worker (streams/app.py)
+    feed_topic: str = "alliance.project-feed.v1"
+    snapshot_topic: str = "alliance.portfolio-snapshots.v1"
+    alert_topic: str = "alliance.alerts.v1"
+    dead_letter_topic: str = "alliance.status-dead-letters.v1"
+    streams_app_id: str = "alliance-streams"
+    streams_web_host: str = "127.0.0.1"
+    streams_web_port: int = 6066
+    streams_data_dir: Path = STATE / "streams"
+    streams_snapshot_seconds: float = Field(default=10, gt=0)
+    streams_warn_days: int = Field(default=5, ge=0, description="Alert this many days before a review deadline")
+    streams_stalled_days: int = Field(default=60, ge=1, description="Alert when a project stays this long in a stage")
+
     # The project timetable given to every new project
     review_days: int = 30
     reminder_days_before: int = 5
