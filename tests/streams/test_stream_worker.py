@@ -194,3 +194,44 @@ async def _try(call: Any) -> Any:
         return await call
     except (httpx.HTTPError, ValueError):
         return None
+
+
+async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_totals_right(
+    stream_worker: StreamWorker, tmp_path: Path
+) -> None:
+    settings = stream_worker.settings
+    second = StreamWorker(
+        settings.model_copy(update={"streams_web_port": free_port(), "streams_data_dir": tmp_path / "second"}),
+        tmp_path,
+    )
+    second.started = 10  # its own log files
+    streams = [project_stream(f"ke-pair-{n}", ("KE", "ZM", "NG")[n % 3], approve_cdb=n % 2 == 0) for n in range(30)]
+    events = [e for s in streams for e in s]
+    half = len(streams) // 2
+    rules = settings.eligibility_rules()
+    try:
+        await stream_worker.start()
+        await second.start()
+        await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[:half] for e in s])
+
+        async def portfolio_of(worker: StreamWorker, expected: dict[str, Any]) -> Any:
+            seen = None
+            for _ in range(90):
+                seen = await _try(worker.get("/portfolio/"))
+                if seen == expected:
+                    break
+                await asyncio.sleep(1)
+            return seen
+
+        first_half = fresh([e for s in streams[:half] for e in s])
+        expected = compute(first_half.values(), rules.usd_per_unit, rules.rate_date).model_dump(mode="json")
+        assert await portfolio_of(stream_worker, expected) == expected
+        assert await portfolio_of(second, expected) == expected
+
+        await second.kill()
+        print("injected: SIGKILL to the second of two stream workers")
+        await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[half:] for e in s])
+        everything = compute(fresh(events).values(), rules.usd_per_unit, rules.rate_date).model_dump(mode="json")
+        assert await portfolio_of(stream_worker, everything) == everything
+    finally:
+        await second.kill()
