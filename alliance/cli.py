@@ -319,7 +319,7 @@ def streams() -> None:
     settings = get_settings()
     logs.configure(settings)
     run(ensure_topics(settings, streams=True))
-    Worker(create_app(settings), loglevel=settings.log_level.lower()).execute_from_commandline()
+    Worker(create_app(settings).app, loglevel=settings.log_level.lower()).execute_from_commandline()
 
 
 @app.command()

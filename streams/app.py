@@ -18,6 +18,7 @@ topics) into its transactions, and it hung on SIGTERM while stopping its transac
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,7 +66,20 @@ def why_unusable(value: bytes | None) -> str | None:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
+@dataclass(frozen=True)
+class StreamApp:
+    """The faust app and the parts tests reach for."""
+
+    app: faust.App
+    fold_events: Any
+    views: Any
+    every_view: Any
+    feed: Any
+    alerts: Any
+    dead_letters: Any
+
+
+def create_app(settings: Settings) -> StreamApp:
     partitions = settings.topic_partitions
     app = faust.App(
         settings.streams_app_id,
@@ -178,4 +192,4 @@ def create_app(settings: Settings) -> faust.App:
         async def get(self, request: Request) -> Response:
             return self.json([a.model_dump(mode="json") for a in raised.values()])
 
-    return app
+    return StreamApp(app, fold_events, views, every_view, feed, alerts, dead_letters)
