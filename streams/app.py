@@ -1,8 +1,7 @@
 """The stream worker (faust-streaming, `alliance streams`): reads the project status topic and derives views.
 
 - `project-views` table (changelogged in Kafka): each project's view, folded by `streams.projection` — duplicates
-  ignored, gaps held and reported; mirrored in the `project-views-all` GlobalTable, which every worker reads whole,
-  so several workers each serve the whole portfolio (snapshots and deadline alerts come from the leader only);
+  ignored, gaps held and reported;
 - derived topics: a deduplicated, ordered feed; compacted portfolio snapshots keyed `<dimension>:<value>`; alerts;
   a dead-letter topic for records that do not parse, have an unknown type or a newer schema version;
 - HTTP (faust's web server): `/portfolio/`, `/portfolio/{dimension}/`, `/projects/{id}/`, `/alerts/`.
@@ -73,7 +72,6 @@ class StreamApp:
     app: faust.App
     fold_events: Any
     views: Any
-    every_view: Any
     feed: Any
     alerts: Any
     dead_letters: Any
@@ -104,8 +102,6 @@ def create_app(settings: Settings) -> StreamApp:
     alerts = app.topic(settings.alert_topic, **derived)
     dead_letters = app.topic(settings.dead_letter_topic, **derived)
     views = app.Table("project-views", partitions=partitions, default=None)
-    # Every worker reads every partition of this one, so the portfolio is whole on each of several workers.
-    every_view = app.GlobalTable("project-views-all", partitions=partitions, default=None)
     raised: dict[str, Alert] = {}
 
     @app.agent(source)
@@ -133,7 +129,7 @@ def create_app(settings: Settings) -> StreamApp:
             folded = fold(ProjectView.model_validate(stored) if stored else None, event)
             if folded.duplicate:
                 continue
-            views[event.subject] = every_view[event.subject] = folded.view.model_dump(mode="json")
+            views[event.subject] = folded.view.model_dump(mode="json")
             for applied in folded.applied:
                 await feed.send(key=applied.subject.encode(), value=applied.model_dump_json().encode())
             if folded.gap is not None:
@@ -142,13 +138,13 @@ def create_app(settings: Settings) -> StreamApp:
                 await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
 
     def current_views() -> list[ProjectView]:
-        return [ProjectView.model_validate(v) for v in every_view.values() if v]
+        return [ProjectView.model_validate(v) for v in views.values() if v]
 
     def portfolio() -> dict[str, Any]:
         rules = settings.eligibility_rules()
         return compute(current_views(), rules.usd_per_unit, rules.rate_date).model_dump(mode="json")
 
-    @app.timer(interval=settings.streams_snapshot_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.streams_snapshot_seconds)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
         now = datetime.now(UTC)
         for alert in review_and_stall_alerts(
@@ -182,7 +178,7 @@ def create_app(settings: Settings) -> StreamApp:
     @app.page("/projects/{project_id}/")
     class ProjectPage(View):
         async def get(self, request: Request, project_id: str) -> Response:
-            stored = every_view.get(project_id)
+            stored = views.get(project_id)
             if not stored:
                 return self.json({"code": "unknown", "message": f"no events of project {project_id}"}, status=404)
             return self.json(stored)
@@ -192,4 +188,4 @@ def create_app(settings: Settings) -> StreamApp:
         async def get(self, request: Request) -> Response:
             return self.json([a.model_dump(mode="json") for a in raised.values()])
 
-    return StreamApp(app, fold_events, views, every_view, feed, alerts, dead_letters)
+    return StreamApp(app, fold_events, views, feed, alerts, dead_letters)
