@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.streams [--projects 400] [--bootstrap 127.0.0.1:19092]
 
 Needs a broker (`deploy/local/services.sh start kafka`). Publishes a burst of status events (each project's
-lifecycle up to its first disbursement) to a fresh topic, then measures:
+lifecycle up to its first disbursement, the same stream the tests use) to a fresh topic, then measures:
 - baseline: a plain aiokafka consumer reading every record of the topic (bytes only), and the same consumer also
   parsing and folding each event in-process (the stream worker's own work without faust and Kafka writes);
 - the stream worker (`alliance streams` as a process): events per second from its first to its last feed record;
@@ -20,9 +20,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,59 +28,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from alliance.connections import ensure_topics
 from alliance.settings import Settings
 from schemas import events as ev
-from schemas.decisions import Institution, Terms
-from schemas.money import Money
-from schemas.proposal import FinancingRequest, Sector
-from schemas.status import Stage
 from streams.projection import ProjectView, fold
+from tests.streams.events import project_stream
 
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
-
-
-def lifecycle(project_id: str, start: datetime) -> list[ev.StatusEvent]:
-    usd = Money.of("42500000.00", "USD")
-    steps: list[tuple[type[ev.EventData], Stage, dict[str, Any]]] = [
-        (
-            ev.Proposed,
-            Stage.screening,
-            {
-                "title": "Bench project",
-                "borrower": "Ministry",
-                "country": ("KE", "ZM", "NG", "TH")[hash(project_id) % 4],
-                "sector": Sector.smart_cities,
-                "contract": Money.of("50000000.00", "USD"),
-                "financing": FinancingRequest(cdb_loan=usd),
-            },
-        ),
-        (ev.ScreeningPassed, Stage.screening, {"contract_usd": "50000000.00", "rate_date": "2026-11-02"}),
-        (
-            ev.ReviewOpened,
-            Stage.financing,
-            {"institution": Institution.cdb, "requested": usd, "deadline": start + timedelta(days=30)},
-        ),
-        (
-            ev.ReviewApproved,
-            Stage.financing,
-            {"institution": Institution.cdb, "amount": usd, "terms": Terms(), "conditions": [], "officer": "L"},
-        ),
-        (ev.FinancingClosed, Stage.effectiveness, {"tranches": [], "sinosure_cover": None}),
-        (ev.ProjectEffective, Stage.delivery, {}),
-        (
-            ev.DisbursementInstructed,
-            Stage.delivery,
-            {
-                "milestone_id": "survey",
-                "institution": Institution.cdb,
-                "paid": Money.of("3825000.00", "USD"),
-                "retained": Money.of("425000.00", "USD"),
-                "instruction_id": f"{project_id}:disburse:cdb:survey",
-            },
-        ),
-    ]
-    return [
-        ev.StatusEvent.wrap(str(uuid.uuid4()), start, model(project_id=project_id, sequence=n, stage=stage, **fields))
-        for n, (model, stage, fields) in enumerate(steps, start=1)
-    ]
 
 
 async def publish(settings: Settings, events: list[ev.StatusEvent], pace: float = 0.0) -> None:
@@ -175,9 +124,9 @@ async def main(projects: int, bootstrap: str) -> None:
         streams_data_dir=Path(f"/tmp/bench-streams-{run}"),
     )
     await ensure_topics(settings, streams=True)
-    start = datetime.now(UTC)
-    burst = [e for n in range(projects) for e in lifecycle(f"bench-{n}", start)]
-    paced = [e for n in range(projects, projects + 100) for e in lifecycle(f"bench-{n}", start)]
+    countries = ("KE", "ZM", "NG", "TH")
+    burst = [e for n in range(projects) for e in project_stream(f"bench-{n}", countries[n % 4])]
+    paced = [e for n in range(projects, projects + 100) for e in project_stream(f"bench-{n}", countries[n % 4])]
     await publish(settings, burst)
     print(f"published {len(burst)} events of {projects} projects to {settings.status_topic}")
 
