@@ -47,6 +47,29 @@ from workflows import remit
 from workflows.remit import Action
 
 log = structlog.get_logger(__name__)
+# Each decision: its path under /projects/{project_id}/, the remit it needs, and its summary (the CLI's API client
+# posts to the same paths).
+DECISION_ROUTES: dict[type[Decision], tuple[str, Action, str]] = {
+    Approve: ("approvals", Action.approve, "An institution approves its part of the financing"),
+    Reject: ("rejections", Action.reject, "An institution rejects the financing"),
+    RequestInformation: (
+        "information-requests",
+        Action.request_information,
+        "An institution asks the contractor for information",
+    ),
+    ProvideInformation: (
+        "information-responses",
+        Action.provide_information,
+        "The contractor answers an information request",
+    ),
+    SatisfyCondition: ("conditions-satisfied", Action.satisfy_condition, "A condition precedent is satisfied"),
+    CompleteMilestone: (
+        "milestones-completed",
+        Action.complete_milestone,
+        "A milestone is completed with its certificate",
+    ),
+    Cancel: ("cancellation", Action.cancel, "The project is cancelled"),
+}
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 STATUS_OF = {
     "invalid": 422,
@@ -250,30 +273,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             tags=["decisions"],
         )(decide)
 
-    decision_route("approvals", Approve, Action.approve, "An institution approves its part of the financing")
-    decision_route("rejections", Reject, Action.reject, "An institution rejects the financing")
-    decision_route(
-        "information-requests",
-        RequestInformation,
-        Action.request_information,
-        "An institution asks the contractor for information",
-    )
-    decision_route(
-        "information-responses",
-        ProvideInformation,
-        Action.provide_information,
-        "The contractor answers an information request",
-    )
-    decision_route(
-        "conditions-satisfied", SatisfyCondition, Action.satisfy_condition, "A condition precedent is satisfied"
-    )
-    decision_route(
-        "milestones-completed",
-        CompleteMilestone,
-        Action.complete_milestone,
-        "A milestone is completed with its certificate",
-    )
-    decision_route("cancellation", Cancel, Action.cancel, "The project is cancelled")
+    for model, (path, action, summary) in DECISION_ROUTES.items():
+        decision_route(path, model, action, summary)
     return app
 
 

@@ -8,30 +8,12 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
+from alliance.api import DECISION_ROUTES
 from alliance.projects import ProjectRow, UserError
-from schemas.decisions import (
-    Approve,
-    Cancel,
-    CompleteMilestone,
-    Decision,
-    ProvideInformation,
-    Receipt,
-    Reject,
-    RequestInformation,
-    SatisfyCondition,
-)
+from schemas.decisions import Decision, Receipt
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus
 
-PATHS: dict[type[Decision], str] = {
-    Approve: "approvals",
-    Reject: "rejections",
-    RequestInformation: "information-requests",
-    ProvideInformation: "information-responses",
-    SatisfyCondition: "conditions-satisfied",
-    CompleteMilestone: "milestones-completed",
-    Cancel: "cancellation",
-}
 KINDS = {401: "unauthenticated", 403: "forbidden", 404: "unknown", 409: "refused", 422: "invalid"}
 
 
@@ -62,7 +44,7 @@ class ApiProjects:
         return str(started["workflow_id"])
 
     async def decide(self, project_id: str, decision: Decision) -> Receipt:
-        path = f"/projects/{project_id}/{PATHS[type(decision)]}"
+        path = f"/projects/{project_id}/{DECISION_ROUTES[type(decision)][0]}"
         body = decision.model_dump(mode="json", exclude={"attestation"})
         return Receipt.model_validate(await self._call("POST", path, body, key=decision.decision_id))
 

@@ -9,7 +9,6 @@ when the missing events arrive, the held ones are applied in order. Nothing is s
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -110,7 +109,3 @@ def _apply(view: ProjectView, event: StatusEvent) -> None:
         amounts.disbursed = _add(amounts.disbursed, data.amount)  # type: ignore[union-attr]
     if data.stage is not Stage.financing:
         view.open_reviews.clear()
-
-
-def zero_if_none(money: Money | None) -> Decimal:
-    return money.amount if money is not None else Decimal(0)
