@@ -313,12 +313,15 @@ def streams() -> None:
     """Run the stream worker: project views, portfolio, alerts and the deduplicated feed (HTTP on :6066)."""
     from faust import Worker
 
-    from alliance.connections import ensure_topics
+    from alliance.connections import TopicMismatch, ensure_topics
     from streams.app import create_app
 
     settings = get_settings()
     logs.configure(settings)
-    run(ensure_topics(settings, streams=True))
+    try:
+        run(ensure_topics(settings, streams=True))
+    except TopicMismatch as err:
+        raise UserError(str(err), "invalid") from err
     Worker(create_app(settings).app, loglevel=settings.log_level.lower()).execute_from_commandline()
 
 

@@ -65,11 +65,17 @@ def status_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(settings: Settings, streams: bool = False) -> None:
-    """Creates the topics with explicit partition counts and configs; existing ones are left alone.
+class TopicMismatch(Exception):
+    """Existing topics disagree with each other or with the settings in a way the stream worker cannot run on."""
 
-    The status and instruction topics always; with `streams`, the stream worker's derived topics too, with the same
-    partition count as the status topic (faust creates its table changelogs to match)."""
+
+async def ensure_topics(settings: Settings, streams: bool = False) -> None:
+    """Creates the topics with explicit partition counts and configs; existing ones are checked, not changed.
+
+    The status and instruction topics always; with `streams`, the stream worker's derived topics and its table's
+    changelog too, all with the status topic's partition count: the table is partitioned like its source (faust
+    co-partitions them), and a derived topic keyed by project keeps one project's records on one partition. Also
+    faust's leader election topic, with its one partition."""
     wanted = {settings.status_topic: "delete", settings.instruction_topic: "delete"}
     if streams:
         wanted |= {
@@ -77,11 +83,14 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
             settings.snapshot_topic: "compact",
             settings.alert_topic: "delete",
             settings.dead_letter_topic: "delete",
+            settings.views_changelog_topic: "compact",
         }
     admin = AIOKafkaAdminClient(**kafka_options(settings), client_id="alliance-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        if streams:
+            await _check_partitions(admin, settings, [t for t in wanted if t in existing])
         missing = [
             NewTopic(
                 name=topic,
@@ -92,8 +101,31 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
             for topic, policy in wanted.items()
             if topic not in existing
         ]
+        if streams and settings.streams_leader_topic not in existing:
+            missing.append(
+                NewTopic(
+                    name=settings.streams_leader_topic,
+                    num_partitions=1,
+                    replication_factor=settings.topic_replication_factor,
+                    topic_configs={"min.insync.replicas": "1", "cleanup.policy": "delete"},
+                )
+            )
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, topics: list[str]) -> None:
+    if not topics:
+        return
+    counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(topics)}
+    wrong = {topic: n for topic, n in counts.items() if n != settings.topic_partitions}
+    if wrong:
+        listed = ", ".join(f"{topic} has {n}" for topic, n in sorted(wrong.items()))
+        raise TopicMismatch(
+            f"the stream worker needs every topic it reads or writes with {settings.topic_partitions} partitions "
+            f"(ALLIANCE_TOPIC_PARTITIONS), but {listed}; set ALLIANCE_TOPIC_PARTITIONS to the status topic's count"
+            " or recreate the derived topics"
+        )

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     streams_snapshot_seconds: float = Field(default=10, gt=0)
     streams_warn_days: int = Field(default=5, ge=0, description="Alert this many days before a review deadline")
     streams_stalled_days: int = Field(default=60, ge=1, description="Alert when a project stays this long in a stage")
+    streams_session_timeout_seconds: float = Field(
+        default=30, ge=6, description="How long the group waits for a silent stream worker before its partitions move"
+    )
 
     # The project timetable given to every new project
     review_days: int = 30
@@ -119,6 +122,16 @@ class Settings(BaseSettings):
             effectiveness_days=self.effectiveness_days,
             warranty_months=self.warranty_months,
         )
+
+    @property
+    def views_changelog_topic(self) -> str:
+        """The changelog faust keeps for the stream worker's `project-views` table (named by faust's rule)."""
+        return f"{self.streams_app_id}-project-views-changelog"
+
+    @property
+    def streams_leader_topic(self) -> str:
+        """faust's leader election topic (one partition): its one owner in the group is the leader."""
+        return f"{self.streams_app_id}-__assignor-__leader"
 
     def eligibility_rules(self) -> EligibilityRules:
         return EligibilityRules(

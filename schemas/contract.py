@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.derived import Alert, DeadLetter, PortfolioSnapshot
 from schemas.events import PAYLOAD_MODELS, StatusEvent, event_type, kind_of
 from schemas.instructions import Instruction
 from schemas.proposal import Proposal
@@ -32,6 +33,9 @@ def generated() -> dict[str, dict[str, Any]]:
         "proposal.json": _schema(Proposal, "proposal.json"),
         "project-status.json": _schema(ProjectStatus, "project-status.json"),
         "instruction.json": _schema(Instruction, "instruction.json"),
+        "portfolio-snapshot.json": _schema(PortfolioSnapshot, "portfolio-snapshot.json"),
+        "alert.json": _schema(Alert, "alert.json"),
+        "dead-letter.json": _schema(DeadLetter, "dead-letter.json"),
     }
     for model in PAYLOAD_MODELS:
         name = f"events/{event_type(kind_of(model))}.json"

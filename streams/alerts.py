@@ -5,27 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from pydantic import BaseModel
-
+from schemas.derived import Alert, AlertKind
 from schemas.status import FINAL_STAGES
 from streams.projection import Gap, ProjectView
-
-
-class AlertKind(StrEnum):
-    review_deadline_near = "review_deadline_near"
-    review_deadline_passed = "review_deadline_passed"
-    project_stalled = "project_stalled"
-    sequence_gap = "sequence_gap"
-
-
-class Alert(BaseModel):
-    alert_id: str
-    kind: AlertKind
-    project_id: str
-    message: str
-    raised_at: datetime
 
 
 def review_and_stall_alerts(

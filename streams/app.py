@@ -4,7 +4,12 @@
   ignored, gaps held and reported;
 - derived topics: a deduplicated, ordered feed; compacted portfolio snapshots keyed `<dimension>:<value>`; alerts;
   a dead-letter topic for records that do not parse, have an unknown type or a newer schema version;
-- HTTP (faust's web server): `/portfolio/`, `/portfolio/{dimension}/`, `/projects/{id}/`, `/alerts/`.
+- HTTP (faust's web server): `/portfolio/`, `/portfolio/{dimension}/`, `/projects/{id}/`, `/reviews/`, `/alerts/`.
+
+Several workers share the status topic (one consumer group): each folds the partitions assigned to it, and when one
+stops the others take its partitions over, recovering its table partitions from the changelog. What a worker serves
+over HTTP comes from `streams.mirror`, which reads the whole changelog, so every worker answers for the whole
+portfolio; snapshots and deadline alerts are published by the group's leader only.
 
 Processing guarantee: at least once, with idempotent table updates. A record processed again after a crash or a
 rebalance is a duplicate to the project view (its sequence is already applied), so the tables equal a fresh
@@ -25,24 +30,14 @@ import faust
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
+from alliance.connections import kafka_options
 from alliance.settings import Settings
+from schemas.derived import Alert, AlertKind, DeadLetter, Dimension, PortfolioSnapshot
 from schemas.events import SCHEMA_VERSION, TYPE_PREFIX, StatusEvent
-from streams.alerts import Alert, gap_alert, review_and_stall_alerts
-from streams.portfolio import Dimension, compute
-from streams.projection import ProjectView, fold
-
-
-def dead_letter(reason: str, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
-    return json.dumps(
-        {
-            "reason": reason,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key": key.decode("utf-8", "replace") if key else None,
-            "value": value.decode("utf-8", "replace") if value else None,
-        }
-    ).encode()
+from streams.alerts import gap_alert, review_and_stall_alerts
+from streams.mirror import ViewMirror, ViewsUnavailable
+from streams.portfolio import Portfolio, compute
+from streams.projection import Gap, ProjectView, fold
 
 
 def why_unusable(value: bytes | None) -> str | None:
@@ -75,6 +70,33 @@ class StreamApp:
     feed: Any
     alerts: Any
     dead_letters: Any
+    mirror: ViewMirror
+
+
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    options = kafka_options(settings)
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    if "ssl_context" in options:
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
+def open_alerts(views: list[ProjectView], settings: Settings, now: datetime) -> list[Alert]:
+    """The alerts that hold now: reviews near or past their deadline, stalled projects, gaps still open."""
+    alerts = review_and_stall_alerts(
+        views, now, timedelta(days=settings.streams_warn_days), timedelta(days=settings.streams_stalled_days)
+    )
+    for view in views:
+        if view.held:
+            gap = Gap(project_id=view.project_id, expected=view.last_sequence + 1, received=min(view.held))
+            alerts.append(gap_alert(gap, now))
+    return alerts
 
 
 def create_app(settings: Settings) -> StreamApp:
@@ -82,12 +104,14 @@ def create_app(settings: Settings) -> StreamApp:
     app = faust.App(
         settings.streams_app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker_credentials=broker_credentials(settings),
+        broker_session_timeout=settings.streams_session_timeout_seconds,
         store="memory://",
         processing_guarantee="at_least_once",
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,
-        topic_disable_leader=True,
+        topic_disable_leader=False,  # leader election: snapshots and deadline alerts come from one worker
         web_host=settings.streams_web_host,
         web_port=settings.streams_web_port,
         datadir=str(settings.streams_data_dir),
@@ -101,8 +125,13 @@ def create_app(settings: Settings) -> StreamApp:
     snapshots = app.topic(settings.snapshot_topic, **derived)
     alerts = app.topic(settings.alert_topic, **derived)
     dead_letters = app.topic(settings.dead_letter_topic, **derived)
+    # faust writes the changelog as JSON (its table default), the encoding `streams.mirror` reads back.
     views = app.Table("project-views", partitions=partitions, default=None)
-    raised: dict[str, Alert] = {}
+    if views.changelog_topic.get_topic_name() != settings.views_changelog_topic:
+        raise RuntimeError(f"faust names the views changelog {views.changelog_topic.get_topic_name()}")
+    mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions)
+    raised: set[str] = set()
+    published: dict[str, bytes] = {}
 
     @app.agent(source)
     async def fold_events(stream: faust.StreamT[bytes]) -> None:
@@ -118,12 +147,15 @@ def create_app(settings: Settings) -> StreamApp:
             if event is not None and record.key != event.subject.encode():
                 reason, event = f"record key {record.key!r} is not the event's project {event.subject}", None
             if event is None:
-                await dead_letters.send(
-                    key=record.key,
-                    value=dead_letter(
-                        reason or "unusable", record.key, record.value, message.topic, message.partition, message.offset
-                    ),
+                letter = DeadLetter(
+                    reason=reason or "unusable",
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=record.key.decode("utf-8", "replace") if record.key else None,
+                    value=record.value.decode("utf-8", "replace") if record.value else None,
                 )
+                await dead_letters.send(key=record.key, value=letter.model_dump_json().encode())
                 continue
             stored = views.get(event.subject)
             folded = fold(ProjectView.model_validate(stored) if stored else None, event)
@@ -134,58 +166,93 @@ def create_app(settings: Settings) -> StreamApp:
                 await feed.send(key=applied.subject.encode(), value=applied.model_dump_json().encode())
             if folded.gap is not None:
                 alert = gap_alert(folded.gap, datetime.now(UTC))
-                raised[alert.alert_id] = alert
                 await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
 
-    def current_views() -> list[ProjectView]:
-        return [ProjectView.model_validate(v) for v in views.values() if v]
+    async def all_views() -> list[ProjectView]:
+        return list((await mirror.catch_up()).values())
 
-    def portfolio() -> dict[str, Any]:
+    async def portfolio() -> Portfolio:
         rules = settings.eligibility_rules()
-        return compute(current_views(), rules.usd_per_unit, rules.rate_date).model_dump(mode="json")
+        return compute(await all_views(), rules.usd_per_unit, rules.rate_date)
 
-    @app.timer(interval=settings.streams_snapshot_seconds)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.streams_snapshot_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
-        now = datetime.now(UTC)
-        for alert in review_and_stall_alerts(
-            current_views(),
-            now,
-            timedelta(days=settings.streams_warn_days),
-            timedelta(days=settings.streams_stalled_days),
-        ):
-            if alert.alert_id not in raised:
-                raised[alert.alert_id] = alert
+        """On the group's leader only: deadline and stall alerts not yet raised, and the snapshots that changed."""
+        views_now = await all_views()
+        for alert in open_alerts(views_now, settings, datetime.now(UTC)):
+            if alert.kind is not AlertKind.sequence_gap and alert.alert_id not in raised:
+                raised.add(alert.alert_id)
                 await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
-        current = portfolio()
-        for dimension, values in current["by"].items():
+        current = await portfolio()
+        for dimension, values in current.by.items():
             for value, totals in values.items():
-                body = {"dimension": dimension, "value": value, "rate_date": current["rate_date"], **totals}
-                await snapshots.send(key=f"{dimension}:{value}".encode(), value=json.dumps(body).encode())
+                key = f"{dimension}:{value}"
+                snapshot = PortfolioSnapshot(
+                    dimension=dimension, value=value, rate_date=current.rate_date, **totals.model_dump()
+                )
+                body = snapshot.model_dump_json().encode()
+                if published.get(key) != body:
+                    await snapshots.send(key=key.encode(), value=body)
+                    published[key] = body
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_mirror(app: faust.App, **kwargs: Any) -> None:
+        await mirror.stop()
+
+    def unavailable(view: View, err: ViewsUnavailable) -> Response:
+        return view.json({"code": "unavailable", "message": str(err)}, status=503)
 
     @app.page("/portfolio/")
     class PortfolioView(View):
         async def get(self, request: Request) -> Response:
-            return self.json(portfolio())
+            try:
+                return self.json((await portfolio()).model_dump(mode="json"))
+            except ViewsUnavailable as err:
+                return unavailable(self, err)
 
     @app.page("/portfolio/{dimension}/")
     class DimensionView(View):
         async def get(self, request: Request, dimension: str) -> Response:
             if dimension not in set(Dimension):
                 return self.json({"code": "unknown", "message": f"no dimension '{dimension}'"}, status=404)
-            current = portfolio()
+            try:
+                current = (await portfolio()).model_dump(mode="json")
+            except ViewsUnavailable as err:
+                return unavailable(self, err)
             return self.json({"rate_date": current["rate_date"], dimension: current["by"][dimension]})
 
     @app.page("/projects/{project_id}/")
     class ProjectPage(View):
         async def get(self, request: Request, project_id: str) -> Response:
-            stored = views.get(project_id)
-            if not stored:
+            try:
+                found = (await mirror.catch_up()).get(project_id)
+            except ViewsUnavailable as err:
+                return unavailable(self, err)
+            if found is None:
                 return self.json({"code": "unknown", "message": f"no events of project {project_id}"}, status=404)
-            return self.json(stored)
+            return self.json(found.model_dump(mode="json"))
+
+    @app.page("/reviews/")
+    class ReviewsView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                views_now = await all_views()
+            except ViewsUnavailable as err:
+                return unavailable(self, err)
+            reviews = [
+                {"project_id": v.project_id, "institution": institution.value, "deadline": deadline.isoformat()}
+                for v in views_now
+                for institution, deadline in v.open_reviews.items()
+            ]
+            return self.json(sorted(reviews, key=lambda r: (r["deadline"], r["project_id"], r["institution"])))
 
     @app.page("/alerts/")
     class AlertsView(View):
         async def get(self, request: Request) -> Response:
-            return self.json([a.model_dump(mode="json") for a in raised.values()])
+            try:
+                views_now = await all_views()
+            except ViewsUnavailable as err:
+                return unavailable(self, err)
+            return self.json([a.model_dump(mode="json") for a in open_alerts(views_now, settings, datetime.now(UTC))])
 
-    return StreamApp(app, fold_events, views, feed, alerts, dead_letters)
+    return StreamApp(app, fold_events, views, feed, alerts, dead_letters, mirror)

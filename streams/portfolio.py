@@ -9,29 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from schemas.decisions import Institution
+from schemas.derived import Dimension, Totals
 from schemas.money import Money
 from streams.projection import ProjectView
 
 LENDERS = (Institution.cdb, Institution.exim)  # Sinosure insures; its cover is not money lent
-
-
-class Dimension(StrEnum):
-    country = "country"
-    sector = "sector"
-    institution = "institution"
-
-
-class Totals(BaseModel):
-    projects_by_stage: dict[str, int] = Field(default_factory=dict)
-    requested_usd: Decimal = Decimal(0)
-    approved_usd: Decimal = Decimal(0)
-    released_usd: Decimal = Decimal(0)
-    disbursed_usd: Decimal = Decimal(0)
 
 
 class Portfolio(BaseModel):

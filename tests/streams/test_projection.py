@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from alliance.settings import DEFAULT_RATES
 from schemas.decisions import Institution
+from schemas.derived import AlertKind, Dimension
 from schemas.status import Stage
-from streams.alerts import AlertKind, review_and_stall_alerts
-from streams.portfolio import Dimension, compute
+from streams.alerts import review_and_stall_alerts
+from streams.portfolio import compute
 from streams.projection import ProjectView, fold
 from tests.streams.events import START, project_stream
 

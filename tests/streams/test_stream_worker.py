@@ -11,8 +11,8 @@ import random
 import signal
 import socket
 import sys
-import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from aiokafka import AIOKafkaProducer
 from alliance.connections import ensure_topics, kafka_options
 from alliance.event_feed import records
 from alliance.settings import Settings
+from schemas.derived import DeadLetter, PortfolioSnapshot
 from schemas.events import StatusEvent
+from streams.app import open_alerts
 from streams.portfolio import compute
 from streams.projection import ProjectView, fold
 from tests.streams.events import project_stream
@@ -57,6 +59,8 @@ class StreamWorker:
             "ALLIANCE_STREAMS_WEB_PORT": str(settings.streams_web_port),
             "ALLIANCE_STREAMS_DATA_DIR": str(settings.streams_data_dir),
             "ALLIANCE_STREAMS_SNAPSHOT_SECONDS": "2",
+            "ALLIANCE_STREAMS_SESSION_TIMEOUT_SECONDS": "10",
+            "ALLIANCE_STREAMS_WARN_DAYS": str(settings.streams_warn_days),
         }
 
     async def start(self) -> None:
@@ -80,15 +84,10 @@ class StreamWorker:
 
 @pytest.fixture
 async def stream_worker(settings: Settings, tmp_path: Path) -> Any:
-    run = uuid.uuid4().hex[:8]
     configured = settings.model_copy(
         update={
-            "feed_topic": f"test.feed.{run}",
-            "snapshot_topic": f"test.snapshots.{run}",
-            "alert_topic": f"test.alerts.{run}",
-            "dead_letter_topic": f"test.dead.{run}",
-            "streams_app_id": f"test-streams-{run}",
             "streams_web_port": free_port(),
+            "streams_warn_days": 120,  # the test events' review deadlines are in early 2027
             "streams_data_dir": tmp_path / "streams-data",
         }
     )
@@ -160,6 +159,14 @@ async def test_a_killed_stream_worker_restarts_to_the_tables_of_a_fresh_computat
     for project_id in ("ke-burst-0", "ke-burst-7", "ke-burst-39"):
         view = ProjectView.model_validate(await stream_worker.get(f"/projects/{project_id}/"))
         assert view == expected_views[project_id]
+    reviews = await stream_worker.get("/reviews/")
+    assert {(r["project_id"], r["institution"]) for r in reviews} == {
+        (v.project_id, i.value) for v in expected_views.values() for i in v.open_reviews
+    }
+    assert reviews
+    alerts = {a["alert_id"] for a in await stream_worker.get("/alerts/")}
+    assert alerts
+    assert alerts == {a.alert_id for a in open_alerts(list(expected_views.values()), settings, datetime.now(UTC))}
 
     # The feed is at least once (see README): after removing repeated ids, every project's events once, in order.
     feed: dict[str, list[int]] = defaultdict(list)
@@ -177,7 +184,10 @@ async def test_a_killed_stream_worker_restarts_to_the_tables_of_a_fresh_computat
     # Dead letters name their source record, so one repeated after the kill is recognisable too.
     by_source = {
         (d["partition"], d["offset"]): d
-        for d in [json.loads(value) async for _, value in records(settings, settings.dead_letter_topic)]
+        for d in [
+            DeadLetter.model_validate_json(value).model_dump()
+            async for _, value in records(settings, settings.dead_letter_topic)
+        ]
     }
     dead = list(by_source.values())
     reasons = sorted(d["reason"].split(":")[0] for d in dead)
@@ -189,8 +199,73 @@ async def test_a_killed_stream_worker_restarts_to_the_tables_of_a_fresh_computat
     print(f"checked: {len(burst)} records + 4 unusable; feed {len(seen_ids)} events, {repeats} repeats after the kill")
 
 
+async def eventually(worker: StreamWorker, path: str, expected: Any, seconds: int = 120) -> Any:
+    seen = None
+    for _ in range(seconds):
+        seen = await _try(worker.get(path))
+        if seen == expected:
+            break
+        await asyncio.sleep(1)
+    return seen
+
+
 async def _try(call: Any) -> Any:
     try:
         return await call
     except (httpx.HTTPError, ValueError):
         return None
+
+
+async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_totals_right(
+    stream_worker: StreamWorker, tmp_path: Path
+) -> None:
+    settings = stream_worker.settings
+    second = StreamWorker(
+        settings.model_copy(update={"streams_web_port": free_port(), "streams_data_dir": tmp_path / "second"}),
+        tmp_path,
+    )
+    second.started = 10  # its own log files
+    streams = [project_stream(f"ke-pair-{n}", ("KE", "ZM", "NG")[n % 3], approve_cdb=n % 2 == 0) for n in range(30)]
+    half = len(streams) // 2
+    rules = settings.eligibility_rules()
+
+    def portfolio(of: list[list[StatusEvent]]) -> Any:
+        views = fresh([e for s in of for e in s])
+        return compute(views.values(), rules.usd_per_unit, rules.rate_date).model_dump(mode="json")
+
+    try:
+        await stream_worker.start()
+        await second.start()
+        await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[:half] for e in s])
+        expected = portfolio(streams[:half])
+        # Each folds only its own partitions, and each serves the whole portfolio.
+        assert await eventually(stream_worker, "/portfolio/", expected) == expected
+        assert await eventually(second, "/portfolio/", expected) == expected
+        for project in ("ke-pair-0", "ke-pair-1", "ke-pair-2"):
+            assert await stream_worker.get(f"/projects/{project}/") == await second.get(f"/projects/{project}/")
+
+        await second.kill()
+        print("injected: SIGKILL to the second of two stream workers, then the second half of the projects published")
+        await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[half:] for e in s])
+        everything = portfolio(streams)
+        assert await eventually(stream_worker, "/portfolio/", everything) == everything
+
+        # The snapshots topic (compacted; published by the group's leader, now the survivor) ends on the same totals.
+        wanted = {
+            f"{dimension}:{value}": PortfolioSnapshot(
+                dimension=dimension, value=value, rate_date=everything["rate_date"], **totals
+            )
+            for dimension, values in everything["by"].items()
+            for value, totals in values.items()
+        }
+        latest: dict[str, PortfolioSnapshot] = {}
+        for _ in range(30):
+            async for key, value in records(settings, settings.snapshot_topic):
+                latest[(key or b"").decode()] = PortfolioSnapshot.model_validate_json(value)
+            if latest == wanted:
+                break
+            await asyncio.sleep(1)
+        assert latest == wanted
+        print(f"checked: {len(streams)} projects; the survivor's totals equal a fresh computation")
+    finally:
+        await second.kill()

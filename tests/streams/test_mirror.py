@@ -1,0 +1,71 @@
+"""The mirror of every project's view, read from the whole changelog on the real broker."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from alliance.connections import TopicMismatch, ensure_topics, kafka_options
+from alliance.settings import Settings
+from streams.mirror import ViewMirror, ViewsUnavailable
+from streams.projection import ProjectView, fold
+from tests.streams.events import project_stream
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def views_after(project_id: str) -> list[ProjectView]:
+    """The view after each event of a project: what the table's owner writes to the changelog, in order."""
+    view: ProjectView | None = None
+    written = []
+    for event in project_stream(project_id, "KE"):
+        view = fold(view, event).view
+        written.append(view)
+    return written
+
+
+async def test_the_mirror_holds_every_partitions_latest_view_and_never_goes_back(settings: Settings) -> None:
+    await ensure_topics(settings, streams=True)
+    topic = settings.views_changelog_topic
+    kenya, zambia = views_after("ke-mirror"), views_after("zm-mirror")
+    producer = AIOKafkaProducer(**kafka_options(settings))
+    await producer.start()
+    mirror = ViewMirror(kafka_options(settings), topic, settings.topic_partitions)
+    try:
+        for partition, written in ((0, kenya), (2, zambia)):
+            for view in written:
+                await producer.send(
+                    topic, key=view.project_id.encode(), value=view.model_dump_json().encode(), partition=partition
+                )
+        await producer.send(topic, key=b"garbage", value=b"{not a view", partition=1)
+        await producer.flush()
+        assert await mirror.catch_up() == {"ke-mirror": kenya[-1], "zm-mirror": zambia[-1]}
+        assert mirror.unreadable == 1
+
+        # A stale owner's late write (an older view, on another partition) does not take the mirror back...
+        await producer.send_and_wait(topic, key=b"ke-mirror", value=kenya[1].model_dump_json().encode(), partition=1)
+        assert (await mirror.catch_up())["ke-mirror"] == kenya[-1]
+        # ...while a view further along replaces it.
+        further = kenya[-1].model_copy(update={"title": "after the stale write", "last_sequence": 99})
+        await producer.send_and_wait(topic, key=b"ke-mirror", value=further.model_dump_json().encode(), partition=1)
+        assert (await mirror.catch_up())["ke-mirror"] == further
+    finally:
+        await producer.stop()
+        await mirror.stop()
+
+
+async def test_a_mirror_without_a_broker_says_the_views_are_unavailable(settings: Settings) -> None:
+    options = {**kafka_options(settings), "bootstrap_servers": "127.0.0.1:9"}
+    mirror = ViewMirror(options, settings.views_changelog_topic, 1, timeout=5)
+    with pytest.raises(ViewsUnavailable, match=r"changelog .* (cannot|could not) be read"):
+        await mirror.catch_up()
+    await mirror.stop()
+
+
+async def test_topics_with_another_partition_count_are_refused_before_the_stream_worker_starts(
+    settings: Settings,
+) -> None:
+    await ensure_topics(settings, streams=True)
+    other = settings.model_copy(update={"topic_partitions": settings.topic_partitions + 2})
+    with pytest.raises(TopicMismatch, match=rf"{settings.status_topic} has {settings.topic_partitions}"):
+        await ensure_topics(other, streams=True)
