@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,7 +27,7 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from tests.support import local_temporal
+from tests.support import WorkerProcesses, local_temporal
 from workflows import visibility
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,11 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    # ALLIANCE_TEST_TEMPORAL_ADDRESS: run against a server that outlives the session (to read histories afterwards).
+    if address := os.environ.get("ALLIANCE_TEST_TEMPORAL_ADDRESS"):
+        client = await Client.connect(address, data_converter=pydantic_data_converter)
+        yield WorkflowEnvironment.from_client(client)
+        return
     env = await local_temporal()
     yield env
     await env.shutdown()
@@ -84,6 +90,15 @@ def settings(kafka_bootstrap: str, temporal_env: WorkflowEnvironment) -> Setting
         log_format="console",
         signing_key_file=ROOT / ".state" / "test" / "keys" / "edge-ed25519.pem",
     )
+
+
+@pytest.fixture
+async def workers(settings: Settings, tmp_path: Path) -> AsyncIterator[WorkerProcesses]:
+    processes = WorkerProcesses(settings, tmp_path)
+    try:
+        yield processes
+    finally:
+        await processes.stop_all()
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from alliance.demo import EXAMPLES
-from alliance.event_feed import project_events
+from alliance.event_feed import project_events, records
 from alliance.projects import Projects
 from alliance.settings import Settings
 from schemas.events import StatusEvent
@@ -20,6 +23,8 @@ from schemas.proposal import Proposal
 from schemas.status import ProjectStatus
 from workflows import visibility
 from workflows.project import ProjectWorkflow, workflow_id
+
+ALLIANCE = str(Path(sys.executable).parent / "alliance")
 
 
 def raw_example(name: str) -> dict[str, Any]:
@@ -58,11 +63,15 @@ async def local_temporal() -> WorkflowEnvironment:
     )
 
 
-async def assert_kafka_matches_history(settings: Settings, status: ProjectStatus) -> list[StatusEvent]:
-    """The project's events on Kafka, duplicates (same id) removed, are its status history: same ids and types,
-    in order, sequence 1..n without gaps. Returns them."""
+async def assert_kafka_matches_history(
+    settings: Settings, status: ProjectStatus, published: list[StatusEvent] | None = None
+) -> list[StatusEvent]:
+    """The project's events on Kafka (or `published`, read earlier), duplicates (same id) removed, are its status
+    history: same ids and types, in order, sequence 1..n without gaps. Returns them."""
     first_seen: dict[str, StatusEvent] = {}
-    for event in await project_events(settings, status.project_id):
+    if published is None:
+        published = await project_events(settings, status.project_id)
+    for event in published:
         first_seen.setdefault(event.id, event)
     events = list(first_seen.values())
     assert all(ref.published for ref in status.events)
@@ -71,3 +80,45 @@ async def assert_kafka_matches_history(settings: Settings, status: ProjectStatus
     assert [e.data.sequence for e in events] == list(range(1, len(status.events) + 1))
     assert all(e.subject == status.project_id and e.source.endswith(status.project_id) for e in events)
     return events
+
+
+async def events_by_project(settings: Settings) -> dict[str, list[StatusEvent]]:
+    """Every status event on the topic, duplicates included, per project in partition order (one read)."""
+    by_project: dict[str, list[StatusEvent]] = {}
+    async for key, value in records(settings, settings.status_topic):
+        by_project.setdefault((key or b"").decode(), []).append(StatusEvent.model_validate_json(value))
+    return by_project
+
+
+class WorkerProcesses:
+    """`alliance worker` processes on the test's task queue and topics, started and killed like a real deployment's."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self.started: list[asyncio.subprocess.Process] = []
+        self.logs = logs
+        self.env = {
+            **os.environ,
+            "ALLIANCE_TEMPORAL_ADDRESS": settings.temporal_address,
+            "ALLIANCE_TASK_QUEUE": settings.task_queue,
+            "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "ALLIANCE_STATUS_TOPIC": settings.status_topic,
+            "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
+            "ALLIANCE_LOG_FORMAT": "json",
+            "ALLIANCE_SIGNING_KEY_FILE": str(settings.signing_key_file),
+        }
+
+    async def start(self) -> asyncio.subprocess.Process:
+        with open(self.logs / f"worker-{len(self.started)}.log", "wb") as log:
+            process = await asyncio.create_subprocess_exec(ALLIANCE, "worker", env=self.env, stdout=log, stderr=log)
+        self.started.append(process)
+        return process
+
+    async def kill(self, process: asyncio.subprocess.Process) -> None:
+        """SIGKILL: no clean shutdown; whatever the worker held in memory (workflow cache, unsent records) is gone."""
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+
+    async def stop_all(self) -> None:
+        for process in self.started:
+            await self.kill(process)

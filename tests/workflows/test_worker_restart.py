@@ -3,13 +3,7 @@ is lost or doubled (on Kafka, after removing duplicates by id, the events are th
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -23,49 +17,9 @@ from schemas.decisions import Institution
 from schemas.instructions import Instruction
 from schemas.status import Stage
 from schemas.timetable import Timetable
-from tests.support import assert_kafka_matches_history, example, finished
+from tests.support import WorkerProcesses, assert_kafka_matches_history, example, finished
 
 pytestmark = pytest.mark.timeout(240)
-ALLIANCE = str(Path(sys.executable).parent / "alliance")
-
-
-class WorkerProcesses:
-    """`alliance worker` processes on the test's task queue and topics."""
-
-    def __init__(self, settings: Settings, logs: Path) -> None:
-        self.started: list[asyncio.subprocess.Process] = []
-        self.logs = logs
-        self.env = {
-            **os.environ,
-            "ALLIANCE_TEMPORAL_ADDRESS": settings.temporal_address,
-            "ALLIANCE_TASK_QUEUE": settings.task_queue,
-            "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "ALLIANCE_STATUS_TOPIC": settings.status_topic,
-            "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
-            "ALLIANCE_LOG_FORMAT": "json",
-            "ALLIANCE_SIGNING_KEY_FILE": str(settings.signing_key_file),
-        }
-
-    async def start(self) -> asyncio.subprocess.Process:
-        with open(self.logs / f"worker-{len(self.started)}.log", "wb") as log:
-            process = await asyncio.create_subprocess_exec(ALLIANCE, "worker", env=self.env, stdout=log, stderr=log)
-        self.started.append(process)
-        return process
-
-    async def stop_all(self) -> None:
-        for process in self.started:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-
-
-@pytest.fixture
-async def workers(settings: Settings, tmp_path: Path) -> AsyncIterator[WorkerProcesses]:
-    processes = WorkerProcesses(settings, tmp_path)
-    try:
-        yield processes
-    finally:
-        await processes.stop_all()
 
 
 async def test_a_worker_killed_during_financing_loses_and_doubles_nothing(
@@ -80,8 +34,7 @@ async def test_a_worker_killed_during_financing_loses_and_doubles_nothing(
     await d.approve(Institution.exim, "Chen Jie")
 
     # SIGKILL: no clean shutdown, whatever the worker held in memory (workflow cache, unacknowledged sends) is gone.
-    first.send_signal(signal.SIGKILL)
-    await first.wait()
+    await workers.kill(first)
     print(f"injected: SIGKILL to worker pid {first.pid} after two of three approvals")
 
     await workers.start()

@@ -1,0 +1,38 @@
+"""A known bug of the Temporal SDK (sdk-core, temporalio 1.35.0), found by the worker-kill fault test: kept here as
+histories that should replay and do not; the test says so the day an SDK release fixes it.
+
+Both histories end the same way. A worker is SIGKILLed while a workflow task is on its sticky queue; the task times
+out; meanwhile a decision (an Update) arrives. The next worker, with nothing cached, runs the retried task: it applies
+the event that woke the workflow (an activity or child workflow result) first and the Update second, so history
+records the commands of the first (an activity scheduled; a search attribute upsert and a timer) before
+`WorkflowExecutionUpdateAccepted`. Replaying that task, the SDK delivers the Update first, and the commands come out in
+the other order: "Nondeterminism error: Update machine does not handle this event". Every later workflow task fails
+the same way, so the project is stuck until an operator resets it (`temporal workflow reset`, see the README).
+
+Nothing in workflow code can order commands across the two activations the SDK builds for that one task. When this
+test fails because the histories replay, the SDK has been fixed: drop the test and the README note.
+"""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from alliance.worker import WORKFLOWS
+
+HERE = Path(__file__).parent
+CASES = {
+    "update-after-timed-out-task-activity": "project-my-kill-99b15e-021",
+    "update-after-timed-out-task-child": "project-my-kill-90093f-028",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_an_update_that_arrived_while_a_task_timed_out_still_fails_replay_on_the_known_sdk_bug(name: str) -> None:
+    history = WorkflowHistory.from_json(CASES[name], (HERE / f"{name}.json").read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None, "the SDK replays this now: drop this test and the README's SDK note"
+    assert "Update machine does not handle this event" in str(result.replay_failure)
