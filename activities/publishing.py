@@ -1,11 +1,21 @@
 """Everything the workflows send to Kafka: status events and payment instructions.
 
-One long-lived idempotent producer per worker (acks=all) is injected; activities never open their own.
-A failed send raises, Temporal retries the activity until the broker is back, and because the event ids and
+One long-lived idempotent producer per worker (acks=all), made by an injected factory; activities never open their
+own. A failed send raises, Temporal retries the activity until the broker is back, and because the event ids and
 instruction ids were fixed by the workflow, a record sent twice is a recognisable duplicate downstream.
+
+A producer that failed a send is replaced by a fresh one before the retry. After the broker has been down, aiokafka's
+idempotent producer can be left with sequence numbers the broker no longer accepts (`OutOfOrderSequenceNumber` on
+every later send: found by the broker-outage fault test); a new producer gets a new producer id and starts over.
+Order per project holds: a workflow has one publishing activity at a time, and a retried batch is sent whole again.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -19,26 +29,73 @@ CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer, status_topic: str, instruction_topic: str) -> None:
-        self._producer = producer
+    def __init__(
+        self, make_producer: Callable[[], AIOKafkaProducer], status_topic: str, instruction_topic: str
+    ) -> None:
+        self._make_producer = make_producer
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
         self._status_topic = status_topic
         self._instruction_topic = instruction_topic
+        self.replaced = 0
+
+    async def _current(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = self._make_producer()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _discard(self, producer: AIOKafkaProducer, err: BaseException) -> None:
+        """Drops a producer that failed a send, unless another activity already did."""
+        async with self._lock:
+            already_replaced = self._producer is not producer
+            if already_replaced:
+                return
+            self._producer = None
+            self.replaced += 1
+        log.warning("kafka_producer_replaced", error=repr(err))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 10)
+
+    async def _sending(self, send: Callable[[AIOKafkaProducer], Any]) -> Any:
+        producer = await self._current()
+        try:
+            return await send(producer)
+        except Exception as err:
+            await self._discard(producer, err)
+            raise
+
+    async def stop(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     @activity.defn(name=PUBLISH_STATUS_EVENTS)
     async def publish_status_events(self, request: PublishEvents) -> int:
         """Sends the events in order and returns once the broker has acknowledged all of them."""
-        pending = []
-        for event in request.events:
-            pending.append(
-                await self._producer.send(
-                    self._status_topic,
-                    key=event.subject.encode(),
-                    value=event.model_dump_json().encode(),
-                    headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE)],
+
+        async def send(producer: AIOKafkaProducer) -> None:
+            pending = []
+            for event in request.events:
+                pending.append(
+                    await producer.send(
+                        self._status_topic,
+                        key=event.subject.encode(),
+                        value=event.model_dump_json().encode(),
+                        headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE)],
+                    )
                 )
-            )
-        for delivery in pending:
-            await delivery
+            for delivery in pending:
+                await delivery
+
+        await self._sending(send)
         log.info(
             "status_events_published",
             topic=self._status_topic,
@@ -51,11 +108,13 @@ class Publisher:
     async def send_instruction(self, request: SendInstruction) -> str:
         """Sends a payment instruction to the institution's inbox topic; returns its idempotency key."""
         instruction = request.instruction
-        await self._producer.send_and_wait(
-            self._instruction_topic,
-            key=instruction.project_id.encode(),
-            value=instruction.model_dump_json().encode(),
-            headers=[("idempotency-key", instruction.instruction_id.encode())],
+        await self._sending(
+            lambda producer: producer.send_and_wait(
+                self._instruction_topic,
+                key=instruction.project_id.encode(),
+                value=instruction.model_dump_json().encode(),
+                headers=[("idempotency-key", instruction.instruction_id.encode())],
+            )
         )
         log.info(
             "instruction_sent",

@@ -26,10 +26,8 @@ WORKFLOWS = [ProjectWorkflow, ReviewWorkflow]
 async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A started worker with its Kafka producer; both stop when the block ends."""
     await ensure_topics(settings)
-    producer = status_producer(settings)
-    await producer.start()
+    publisher = Publisher(lambda: status_producer(settings), settings.status_topic, settings.instruction_topic)
     try:
-        publisher = Publisher(producer, settings.status_topic, settings.instruction_topic)
         screening = Screening(settings.eligibility_rules())
         worker = Worker(
             client,
@@ -41,7 +39,7 @@ async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             log.info("worker_started", task_queue=settings.task_queue, namespace=settings.temporal_namespace)
             yield worker
     finally:
-        await producer.stop()
+        await publisher.stop()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

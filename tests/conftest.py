@@ -27,7 +27,7 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from tests.support import WorkerProcesses, local_temporal
+from tests.support import Services, WorkerProcesses, local_temporal
 from workflows import visibility
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,11 @@ def kafka_bootstrap() -> Iterator[str]:
     yield bootstrap
     if started:
         subprocess.run(["bash", str(SERVICES), "stop", "kafka"], env=KAFKA_ENV, timeout=120)
+
+
+@pytest.fixture
+def kafka_service(kafka_bootstrap: str) -> Services:
+    return Services(SERVICES, KAFKA_ENV)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +76,10 @@ async def assert_kafka_matches_history(
         first_seen.setdefault(event.id, event)
     events = list(first_seen.values())
     assert all(ref.published for ref in status.events)
-    assert [e.id for e in events] == [ref.event_id for ref in status.events]
+    assert [e.id for e in events] == [ref.event_id for ref in status.events], (
+        [e.data.sequence for e in events],
+        len(status.events),
+    )
     assert [e.type for e in events] == [ref.type for ref in status.events]
     assert [e.data.sequence for e in events] == list(range(1, len(status.events) + 1))
     assert all(e.subject == status.project_id and e.source.endswith(status.project_id) for e in events)
@@ -122,3 +126,16 @@ class WorkerProcesses:
     async def stop_all(self) -> None:
         for process in self.started:
             await self.kill(process)
+
+
+class Services:
+    """deploy/local/services.sh for a fault test: stops and starts a server by its process id, as operators would."""
+
+    def __init__(self, script: Path, env: dict[str, str]) -> None:
+        self.script = script
+        self.env = env
+
+    async def run(self, action: str, which: str) -> None:
+        await asyncio.to_thread(
+            subprocess.run, ["bash", str(self.script), action, which], env=self.env, check=True, timeout=600
+        )

@@ -11,64 +11,25 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from alliance.demo import Driver
 from alliance.event_feed import records
-from alliance.projects import Projects, UserError
+from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from schemas.decisions import Decision, Institution
 from schemas.instructions import Instruction
-from schemas.status import ProjectStatus, Stage
-from schemas.timetable import Timetable
-from tests.support import WorkerProcesses, assert_kafka_matches_history, events_by_project, example, finished
+from schemas.status import Stage
+from tests.faults.driving import PatientDriver, drive_to_completion
+from tests.support import WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
 from workflows.project import workflow_id
 
 pytestmark = pytest.mark.timeout(900)
 PROJECTS = 100
 AT_ONCE = 25  # projects driven at the same time (the drivers poll each project's status)
-
-
-class PatientDriver(Driver):
-    """Sends a refused decision again (same decision id) after a second. A killed worker may have answered a status
-    query from state it had computed but not yet recorded in history; the next worker replays history and, for a
-    moment, is one step behind what the driver saw, so it refuses the decision as early. The refusal itself is right
-    (and changes nothing); a person would try again."""
-
-    refusals: list[str] = []
-
-    async def wait(self, done: Callable[[ProjectStatus], bool], seconds: float = 300) -> ProjectStatus:
-        # Each kill can hold a project for a workflow task timeout (10 s) plus an activity timeout (30 s).
-        return await super().wait(done, seconds)
-
-    async def send(self, decision_type: type[Decision], **fields: object) -> None:
-        self.step += 1
-        decision = decision_type.model_validate({"decision_id": f"demo-{self.pid}-{self.step}", **fields})
-        for attempt in range(10):
-            try:
-                await self.projects.decide(self.pid, decision, self.actor_for(decision))
-                return
-            except UserError as err:
-                if err.kind != "refused" or attempt == 9:
-                    raise
-                self.refusals.append(f"{self.pid}: {err}")
-                await asyncio.sleep(1)
-
-
-async def drive(projects: Projects, project_id: str) -> None:
-    proposal = example("my-smart-homes-pilot", project_id)
-    d = PatientDriver(projects, proposal)
-    await d.start(Timetable(warranty_months=0))
-    await d.approve(Institution.cdb, "Liu Yang, CDB Asia division")
-    await d.satisfy_all()
-    for milestone in proposal.milestones:
-        await d.complete(milestone.id)
 
 
 async def stuck_on_the_known_sdk_bug(env: WorkflowEnvironment, project_id: str) -> str | None:
@@ -94,7 +55,7 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
 
     async def one(project_id: str) -> None:
         async with gate:
-            await drive(projects, project_id)
+            await drive_to_completion(projects, project_id)
 
     driving = asyncio.gather(*(one(pid) for pid in ids), return_exceptions=True)
     kills = []
@@ -122,11 +83,10 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
     print(f"stuck on the known SDK replay bug (tests/upstream/test_sdk_replay.py): {len(stuck)} of {PROJECTS}")
     done = [pid for pid in ids if pid not in stuck]
 
-    published = await events_by_project(settings)
-    statuses = {}
+    statuses = {pid: await asyncio.wait_for(finished(projects, pid), 120) for pid in done}
+    published = await events_by_project(settings)  # read once every workflow has ended (all published)
     duplicates = 0
-    for project_id in done:
-        status = statuses[project_id] = await asyncio.wait_for(finished(projects, project_id), 120)
+    for project_id, status in statuses.items():
         assert status.stage is Stage.completed, (project_id, status.details)
         unique = await assert_kafka_matches_history(settings, status, published[project_id])
         duplicates += len(published[project_id]) - len(unique)

@@ -1,0 +1,54 @@
+"""Drivers for the fault tests: the people of a project, patient the way people are when the system is recovering."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from alliance.demo import Driver
+from alliance.projects import Projects, UserError
+from schemas.decisions import Decision, Institution
+from schemas.status import ProjectStatus
+from schemas.timetable import Timetable
+from tests.support import example
+
+
+class PatientDriver(Driver):
+    """Sends a refused decision again (same decision id) after a second. A killed worker may have answered a status
+    query from state it had computed but not yet recorded in history; the next worker replays history and, for a
+    moment, is one step behind what the driver saw, so it refuses the decision as early. The refusal itself is right
+    (and changes nothing); a person would try again. The same when Temporal cannot be reached for a while."""
+
+    refusals: list[str] = []
+    unavailable: list[str] = []
+
+    async def wait(self, done: Callable[[ProjectStatus], bool], seconds: float = 300) -> ProjectStatus:
+        # Each kill can hold a project for a workflow task timeout (10 s) plus an activity timeout (30 s).
+        return await super().wait(done, seconds)
+
+    async def send(self, decision_type: type[Decision], **fields: object) -> None:
+        self.step += 1
+        decision = decision_type.model_validate({"decision_id": f"demo-{self.pid}-{self.step}", **fields})
+        for attempt in range(ATTEMPTS):
+            try:
+                await self.projects.decide(self.pid, decision, self.actor_for(decision))
+                return
+            except UserError as err:
+                if err.kind not in ("refused", "unavailable") or attempt == ATTEMPTS - 1:
+                    raise
+                (self.refusals if err.kind == "refused" else self.unavailable).append(f"{self.pid}: {err}")
+                await asyncio.sleep(1)
+
+
+ATTEMPTS = 60
+
+
+async def drive_to_completion(projects: Projects, project_id: str) -> None:
+    """The Malaysian smart homes pilot (CDB only, seven milestones), with no warranty wait, to completion."""
+    proposal = example("my-smart-homes-pilot", project_id)
+    d = PatientDriver(projects, proposal)
+    await d.start(Timetable(warranty_months=0))
+    await d.approve(Institution.cdb, "Liu Yang, CDB Asia division")
+    await d.satisfy_all()
+    for milestone in proposal.milestones:
+        await d.complete(milestone.id)
