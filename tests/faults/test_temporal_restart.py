@@ -1,0 +1,76 @@
+"""Fault injection: the Temporal dev server is stopped while 20 projects run and started again on its SQLite file.
+The worker (a separate process) and the people driving the projects wait for it; every project resumes where it was
+and completes, with its events on Kafka exactly once after removing duplicates, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from alliance.projects import Projects
+from alliance.settings import Settings
+from alliance.tokens import Edge
+from schemas.status import Stage
+from tests.faults.driving import drive_to_completion
+from tests.support import Services, WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
+
+pytestmark = pytest.mark.timeout(600)
+PROJECTS = 20
+SERVICES = Path(__file__).resolve().parents[2] / "deploy" / "local" / "services.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_temporal_server_restarted_on_its_database_resumes_every_project(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    temporal = Services(
+        SERVICES,
+        {
+            **os.environ,
+            "ALLIANCE_STATE_DIR": str(tmp_path / "state"),
+            "ALLIANCE_TEMPORAL_PORT": str(port),
+            "ALLIANCE_TEMPORAL_HEADLESS": "1",
+        },
+    )
+    await temporal.run("start", "temporal")
+    own = settings.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    workers = WorkerProcesses(own, tmp_path)
+    try:
+        client = await Client.connect(own.temporal_address, data_converter=pydantic_data_converter)
+        projects = Projects(client, own, Edge(own))
+        await workers.start()
+        run = settings.task_queue.rsplit("-", 1)[-1][:6]
+        ids = [f"my-restart-{run}-{n:02d}" for n in range(PROJECTS)]
+        driving = asyncio.gather(*(drive_to_completion(projects, pid) for pid in ids))
+        await asyncio.sleep(2)
+        before = {pid: (await projects.status(pid)).stage for pid in ids}
+        assert any(stage is not Stage.completed for stage in before.values()), "stopped too late: all had ended"
+        await temporal.run("stop", "temporal")
+        await asyncio.sleep(5)
+        await temporal.run("start", "temporal")
+        stages = sorted(stage.value for stage in before.values())
+        print(f"injected: Temporal stopped for 5 s and restarted on its SQLite file; projects were in {stages}")
+
+        await asyncio.wait_for(driving, 400)
+        statuses = {pid: await asyncio.wait_for(finished(projects, pid), 120) for pid in ids}
+        published = await events_by_project(own)
+        events = 0
+        for status in statuses.values():
+            assert status.stage is Stage.completed
+            events += len(await assert_kafka_matches_history(own, status, published[status.project_id]))
+        print(f"checked: all {PROJECTS} projects resumed and completed; {events} events on Kafka in order")
+    finally:
+        await workers.stop_all()
+        await temporal.run("stop", "temporal")
