@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev test lint services-start services-stop schemas openapi histories
+.PHONY: setup dev test lint services-start services-stop schemas openapi histories bench
 
 setup: $(VENV)/.installed
 
@@ -41,3 +41,11 @@ openapi: setup
 # Re-record the workflow histories that the replay tests replay.
 histories: setup
 	$(BIN)/python -m tests.histories.record
+
+# The benchmark suite (docs/performance.md): starts the local servers, prints each table, leaves the servers running.
+bench: setup
+	bash deploy/local/services.sh start
+	$(BIN)/python -m bench.lifecycle --projects 50 200 1000
+	$(BIN)/python -m bench.publishing
+	$(BIN)/python -m bench.memory --open 1 100 1000
+	$(BIN)/python -m bench.streams
