@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 
 from alliance.connections import connect_temporal
-from alliance.projects import ProjectRow, Projects, UserError, describe_errors
+from alliance.projects import MAX_PROPOSAL_BYTES, ProjectRow, Projects, UserError, describe_errors
 from alliance.settings import Settings, get_settings
 from alliance.tokens import CredentialError, Edge
 from schemas.decisions import (
@@ -111,6 +111,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         403: "Outside the caller's remit",
         404: "Unknown project",
         409: "Refused by the project, or a conflicting request",
+        413: "Request body larger than the API takes",
         422: "Invalid input (the field is named)",
     }.items()
 }
@@ -168,6 +169,20 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     if client is not None:
         app.state.projects = Projects(client, settings, Edge(settings))
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        """A proposal is a few kilobytes: a body over MAX_PROPOSAL_BYTES is refused before it is parsed."""
+        if request.method in ("POST", "PUT", "PATCH"):
+            declared = request.headers.get("content-length")
+            size = int(declared) if declared and declared.isdigit() else len(await request.body())
+            if size > MAX_PROPOSAL_BYTES:
+                return problem(
+                    413,
+                    "too_large",
+                    f"the request body is {size:,} bytes; the API takes at most {MAX_PROPOSAL_BYTES:,}",
+                )
+        return await call_next(request)
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, err: UserError) -> JSONResponse:

@@ -23,91 +23,27 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import BaseModel
-from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from alliance import logs
 from alliance.connections import kafka_options
 from alliance.demo import Driver
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
+from bench.bare import BareChild, BareProject, Shape, noop
 from schemas.decisions import Decision, Institution, Receipt
 from schemas.events import StatusEvent
 from schemas.identity import Identity
 from schemas.timetable import Timetable
 from tests.support import example, finished
 from workflows.project import workflow_id
-
-
-class Shape(BaseModel):
-    activities: int
-    updates: int
-    children: int
-    timers: int
-
-
-@activity.defn(name="bench_noop")
-async def noop() -> None:
-    return None
-
-
-@workflow.defn(name="BenchBareChild")
-class BareChild:
-    @workflow.run
-    async def run(self) -> None:
-        await asyncio.sleep(0.001)
-
-
-@workflow.defn(name="BenchBareProject")
-class BareProject:
-    def __init__(self) -> None:
-        self.due = 0
-        self.accepted = 0
-
-    @workflow.run
-    async def run(self, shape: Shape) -> int:
-        me = workflow.info().workflow_id
-        children = [
-            await workflow.start_child_workflow(BareChild.run, id=f"{me}-child-{n}") for n in range(shape.children)
-        ]
-        for child in children:
-            await child
-        per_update, extra = divmod(shape.activities, max(shape.updates, 1))
-        timers_per_update, extra_timers = divmod(shape.timers, max(shape.updates, 1))
-        for step in range(shape.updates):
-            self.due = step
-            await workflow.wait_condition(lambda step=step: self.accepted > step)  # type: ignore[misc]
-            for _ in range(per_update):
-                await workflow.execute_activity(noop, start_to_close_timeout=timedelta(seconds=30))
-            for _ in range(timers_per_update):
-                await asyncio.sleep(0.001)
-        for _ in range(extra):
-            await workflow.execute_activity(noop, start_to_close_timeout=timedelta(seconds=30))
-        for _ in range(extra_timers):
-            await asyncio.sleep(0.001)
-        return self.accepted
-
-    @workflow.query
-    def next_due(self) -> int:
-        return self.due if self.accepted == self.due else -1
-
-    @workflow.update
-    async def step(self, n: int) -> int:
-        self.accepted += 1
-        return self.accepted
-
-    @step.validator
-    def _validate_step(self, n: int) -> None:
-        if n != self.due or self.accepted != n:
-            raise ValueError(f"step {n} is not due (due: {self.due})")
 
 
 class TimedProjects(Projects):
@@ -237,6 +173,7 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int) -> dict
 
 async def main(sizes: list[int], at_once: int, temporal: str, bootstrap: str) -> None:
     base = Settings(temporal_address=temporal, kafka_bootstrap_servers=bootstrap, log_level="WARNING")
+    logs.configure(base)
     client = await Client.connect(temporal, data_converter=pydantic_data_converter)
     print(f"machine: {os.cpu_count()} cores; {at_once} projects driven at once; Temporal {temporal}, Kafka {bootstrap}")
     header = (

@@ -25,7 +25,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from schemas.status import Stage
 from tests.support import example
 
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
@@ -38,14 +37,11 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-async def wait_in_financing(projects: Projects, ids: list[str]) -> None:
-    pending = set(ids)
-    while pending:
-        for project_id in list(pending):
-            if (await projects.status(project_id)).stage is Stage.financing:
-                pending.discard(project_id)
-        if pending:
-            await asyncio.sleep(0.5)
+async def wait_in_financing(client: Client, task_queue: str, count: int) -> None:
+    """Until `count` projects of the queue are in financing, read from visibility (no query to the busy worker)."""
+    query = f"WorkflowType='AllianceProject' AND TaskQueue='{task_queue}' AND ProjectStage='financing'"
+    while (await client.count_workflows(query)).count < count:
+        await asyncio.sleep(1)
 
 
 async def main(steps: list[int], temporal: str, bootstrap: str) -> None:
@@ -86,7 +82,7 @@ async def main(steps: list[int], temporal: str, bootstrap: str) -> None:
 
             await asyncio.gather(*(propose(pid) for pid in new))
             opened += new
-            await wait_in_financing(projects, new)
+            await wait_in_financing(client, settings.task_queue, target)
             await asyncio.sleep(5)
             rss = rss_mib(worker.pid)
             print(

@@ -300,6 +300,26 @@ async def test_errors_have_a_stable_code_and_name_the_field(api: Api) -> None:
     assert refused.status_code == 404
 
 
+async def test_oversized_and_malformed_bodies_are_refused_at_the_edge_with_a_clear_message(api: Api) -> None:
+    auth = {"Authorization": f"Bearer {api.edge.issue(CONTRACTOR)}", "Idempotency-Key": "edge-1"}
+    huge = await api.http.post("/projects", content=b" " * 2_000_000, headers=auth)
+    assert huge.status_code == 413 and huge.json()["code"] == "too_large"
+    assert "2,000,000 bytes" in huge.json()["message"]
+    deep = await api.http.post("/projects", content=b"[" * 50_000 + b"]" * 50_000, headers=auth)
+    assert deep.status_code == 422 and deep.json()["code"] == "invalid"
+    latin1 = (
+        json.dumps(raw_example("ke-national-data-centre-2") | {"title": "Café"}).encode().replace(b"\\u00e9", b"\xe9")
+    )
+    wrong_encoding = await api.http.post("/projects", content=latin1, headers=auth)
+    assert wrong_encoding.status_code == 422 and wrong_encoding.json()["code"] == "invalid"
+    for amount, currency in (("NaN", "USD"), ("-5", "USD"), ("Infinity", "USD"), ("100", "XXX")):
+        bad = raw_example("ke-national-data-centre-2")
+        bad["contract"] = {"amount": amount, "currency": currency}
+        refused = await api.call(CONTRACTOR, "POST", "/projects", bad, key=f"edge-{amount}")
+        assert refused.status_code == 422, (amount, refused.text)
+        assert refused.json()["code"] == "invalid" and refused.json()["field"].startswith("contract")
+
+
 def test_the_checked_in_openapi_document_is_current() -> None:
     assert OPENAPI_FILE.read_text() == openapi_document(), "run `make openapi` and commit alliance/openapi.json"
 
