@@ -38,11 +38,11 @@ from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
 from bench.bare import BareChild, BareProject, Shape, noop
-from schemas.decisions import Decision, Institution, Receipt
+from schemas.decisions import Decision, Receipt
 from schemas.events import StatusEvent
 from schemas.identity import Identity
-from schemas.timetable import Timetable
-from tests.support import example, finished
+from tests.faults.driving import drive_to_completion
+from tests.support import finished
 from workflows.project import workflow_id
 
 
@@ -55,16 +55,6 @@ class TimedProjects(Projects):
         receipt = await super().decide(project_id, decision, actor)
         self.accepted[(project_id, receipt.event_sequence)] = time.perf_counter()
         return receipt
-
-
-async def drive_product(projects: Projects, project_id: str) -> None:
-    proposal = example("my-smart-homes-pilot", project_id)
-    d = Driver(projects, proposal)
-    await d.start(Timetable(warranty_months=0))
-    await d.approve(Institution.cdb, "Liu Yang, CDB Asia division")
-    await d.satisfy_all()
-    for milestone in proposal.milestones:
-        await d.complete(milestone.id)
 
 
 async def drive_bare(client: Client, task_queue: str, wf_id: str, shape: Shape) -> None:
@@ -140,7 +130,7 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int) -> dict
         tail = asyncio.create_task(tail_events(settings, seen, stop))
         gate = asyncio.Semaphore(at_once)
         started = time.perf_counter()
-        await asyncio.gather(*(gated(gate, drive_product(projects, pid)) for pid in ids))
+        await asyncio.gather(*(gated(gate, drive_to_completion(projects, pid, Driver)) for pid in ids))
         statuses = [await finished(projects, pid) for pid in ids]
         product_s = time.perf_counter() - started
         await asyncio.sleep(1)

@@ -43,10 +43,10 @@ class PatientDriver(Driver):
 ATTEMPTS = 60
 
 
-async def drive_to_completion(projects: Projects, project_id: str) -> None:
+async def drive_to_completion(projects: Projects, project_id: str, driver: type[Driver] = PatientDriver) -> None:
     """The Malaysian smart homes pilot (CDB only, seven milestones), with no warranty wait, to completion."""
     proposal = example("my-smart-homes-pilot", project_id)
-    d = PatientDriver(projects, proposal)
+    d = driver(projects, proposal)
     await d.start(Timetable(warranty_months=0))
     await d.approve(Institution.cdb, "Liu Yang, CDB Asia division")
     await d.satisfy_all()
