@@ -4,6 +4,7 @@ nothing; the workflow keeps answering; the worker never crashes."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -24,7 +25,7 @@ from schemas.decisions import (
     RequestInformation,
     SatisfyCondition,
 )
-from schemas.status import Stage
+from schemas.status import ProjectStatus, Stage
 from tests.support import example
 
 pytestmark = pytest.mark.timeout(600)
@@ -83,6 +84,19 @@ change = st.one_of(
 )
 
 
+async def settled(projects: Projects, project_id: str) -> ProjectStatus:
+    """The status once the project has stopped moving: an accepted decision can set off work that goes on after
+    it returns (a rejection withdraws the other reviews, releases commitments, declines the financing)."""
+    previous = await projects.status(project_id)
+    for _ in range(100):
+        await asyncio.sleep(0.3)
+        current = await projects.status(project_id)
+        if current == previous and all(ref.published for ref in current.events):
+            return current
+        previous = current
+    raise AssertionError(f"{project_id} kept changing for 30 s")
+
+
 @pytest.fixture
 async def financing(projects: Projects) -> str:
     proposal = example("zm-lusaka-smart-city-2", f"zm-bad-input-{uuid.uuid4().hex[:8]}")
@@ -97,7 +111,7 @@ async def financing(projects: Projects) -> str:
 async def test_generated_decisions_end_in_success_or_a_clear_refusal_and_refusals_change_nothing(
     projects: Projects, financing: str, kind: str, changed: dict[str, Any], decision_id: str
 ) -> None:
-    before = await projects.status(financing)
+    before = await settled(projects, financing)
     try:
         decision = KINDS[kind].model_validate({"decision_id": decision_id, **VALID[kind], **changed})
     except ValidationError as err:
