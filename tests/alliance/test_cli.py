@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from alliance.demo import CONTRACTOR, officer_of
-from alliance.projects import Projects
+from alliance.projects import Projects, UserError
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from schemas.decisions import Institution
@@ -185,3 +189,52 @@ async def test_a_refused_decision_explains_itself(projects: Projects, settings: 
     status = await projects.status("ke-national-data-centre-2")
     assert all(r.status.is_open for r in status.reviews)
     await cli(settings, "cancel", "ke-national-data-centre-2", "--reason", "test over", "--by", "PMO")
+
+
+PROPOSAL_CHANGES = st.sampled_from(
+    [
+        ("contract", {"amount": "NaN", "currency": "USD"}),
+        ("contract", {"amount": "-1", "currency": "USD"}),
+        ("contract", {"amount": "100", "currency": "XXX"}),
+        ("country", "ZZ"),
+        ("country", 7),
+        ("project_id", "Not A Slug!"),
+        ("title", ""),
+        ("milestones", []),
+        ("chinese_content_pct", "150"),
+        ("sector", "casino"),
+        ("unexpected", True),
+    ]
+)
+BAD_FILES = st.sampled_from(
+    [
+        b"",
+        b"{",
+        b"[]",
+        b"null",
+        b'{"project_id": "\xff\xfe"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b" " * 1_000_001,
+    ]
+)
+
+
+@examples(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(change=st.one_of(PROPOSAL_CHANGES, BAD_FILES))
+async def test_generated_bad_proposal_files_get_one_clear_error_line_and_start_nothing(
+    projects: Projects, settings: Settings, tmp_path: Path, change: tuple[str, object] | bytes
+) -> None:
+    project_id = f"ke-cli-bad-{uuid.uuid4().hex[:8]}"
+    if isinstance(change, bytes):
+        content = change
+    else:
+        field, value = change
+        data = raw_example("ke-national-data-centre-2") | {"project_id": project_id, field: value}
+        content = json.dumps(data).encode()
+    path = tmp_path / f"{uuid.uuid4().hex}.json"
+    path.write_bytes(content)
+    run = await cli(settings, "propose", str(path))
+    assert one_line_error(run)
+    event(one_line_error(run).split(":")[1].strip()[:40])
+    with pytest.raises(UserError, match="unknown project"):
+        await projects.status(project_id)
