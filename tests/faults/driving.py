@@ -43,12 +43,41 @@ class PatientDriver(Driver):
 ATTEMPTS = 60
 
 
-async def drive_to_completion(projects: Projects, project_id: str, driver: type[Driver] = PatientDriver) -> None:
-    """The Malaysian smart homes pilot (CDB only, seven milestones), with no warranty wait, to completion."""
+class Halfway:
+    """A meeting point in the middle of delivery, so that a fault test injects its fault while every project still
+    has work left, however fast the machine. Each driver reports there and waits until the test says go; the test
+    waits until all have arrived, says go, and injects the fault straight away, with decisions in flight."""
+
+    def __init__(self, drivers: int) -> None:
+        self._expected = drivers
+        self._arrived = 0
+        self.all_arrived = asyncio.Event()
+        self._go = asyncio.Event()
+
+    async def arrive(self) -> None:
+        self._arrived += 1
+        if self._arrived == self._expected:
+            self.all_arrived.set()
+        await self._go.wait()
+
+    def go(self) -> None:
+        self._go.set()
+
+
+async def drive_to_completion(
+    projects: Projects, project_id: str, driver: type[Driver] = PatientDriver, halfway: Halfway | None = None
+) -> None:
+    """The Malaysian smart homes pilot (CDB only, seven milestones), with no warranty wait, to completion; with a
+    `halfway` meeting point after the third milestone."""
     proposal = example("my-smart-homes-pilot", project_id)
     d = driver(projects, proposal)
     await d.start(Timetable(warranty_months=0))
     await d.approve(Institution.cdb, "Liu Yang, CDB Asia division")
     await d.satisfy_all()
-    for milestone in proposal.milestones:
+    for n, milestone in enumerate(proposal.milestones):
+        if halfway is not None and n == HALFWAY_MILESTONE:
+            await halfway.arrive()
         await d.complete(milestone.id)
+
+
+HALFWAY_MILESTONE = 3

@@ -15,7 +15,7 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from schemas.status import Stage
-from tests.faults.driving import drive_to_completion
+from tests.faults.driving import Halfway, drive_to_completion
 from tests.support import Services, WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
 from workflows.project import workflow_id
 
@@ -31,8 +31,10 @@ async def test_a_broker_stopped_for_30_seconds_delays_the_events_and_loses_none(
     await workers.start()
     run = settings.task_queue.rsplit("-", 1)[-1][:6]
     ids = [f"my-outage-{run}-{n:02d}" for n in range(PROJECTS)]
-    driving = asyncio.gather(*(drive_to_completion(projects, pid) for pid in ids))
-    await asyncio.sleep(4)
+    halfway = Halfway(PROJECTS)
+    driving = asyncio.gather(*(drive_to_completion(projects, pid, halfway=halfway) for pid in ids))
+    await asyncio.wait_for(halfway.all_arrived.wait(), 300)
+    halfway.go()  # decisions in flight when the broker goes
     await kafka_service.run("stop", "kafka")
     try:
         await asyncio.sleep(OUTAGE_SECONDS)

@@ -5,6 +5,7 @@ and completes, with its events on Kafka exactly once after removing duplicates, 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import os
 import socket
 from pathlib import Path
@@ -17,8 +18,8 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from schemas.status import Stage
-from tests.faults.driving import drive_to_completion
-from tests.support import Services, WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
+from tests.faults.driving import HALFWAY_MILESTONE, Halfway, drive_to_completion
+from tests.support import Services, example, WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
 
 pytestmark = pytest.mark.timeout(600)
 PROJECTS = 20
@@ -53,15 +54,20 @@ async def test_a_temporal_server_restarted_on_its_database_resumes_every_project
         await workers.start()
         run = settings.task_queue.rsplit("-", 1)[-1][:6]
         ids = [f"my-restart-{run}-{n:02d}" for n in range(PROJECTS)]
-        driving = asyncio.gather(*(drive_to_completion(projects, pid) for pid in ids))
-        await asyncio.sleep(2)
+        halfway = Halfway(PROJECTS)
+        driving = asyncio.gather(*(drive_to_completion(projects, pid, halfway=halfway) for pid in ids))
+        await asyncio.wait_for(halfway.all_arrived.wait(), 300)
         before = {pid: (await projects.status(pid)).stage for pid in ids}
-        assert any(stage is not Stage.completed for stage in before.values()), "stopped too late: all had ended"
+        assert all(stage is Stage.delivery for stage in before.values()), before
+        halfway.go()  # decisions in flight when the server goes
         await temporal.run("stop", "temporal")
         await asyncio.sleep(5)
         await temporal.run("start", "temporal")
-        stages = sorted(stage.value for stage in before.values())
-        print(f"injected: Temporal stopped for 5 s and restarted on its SQLite file; projects were in {stages}")
+        stages = dict(Counter(stage.value for stage in before.values()))
+        print(
+            f"injected: Temporal stopped for 5 s and restarted on its SQLite file; projects were in {stages}, each with "
+            f"{len(example('my-smart-homes-pilot').milestones) - HALFWAY_MILESTONE} milestones to report"
+        )
 
         await asyncio.wait_for(driving, 400)
         statuses = {pid: await asyncio.wait_for(finished(projects, pid), 120) for pid in ids}
