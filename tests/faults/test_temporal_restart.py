@@ -5,9 +5,9 @@ and completes, with its events on Kafka exactly once after removing duplicates, 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import os
 import socket
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from alliance.settings import Settings
 from alliance.tokens import Edge
 from schemas.status import Stage
 from tests.faults.driving import HALFWAY_MILESTONE, Halfway, drive_to_completion
-from tests.support import Services, example, WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
+from tests.support import Services, WorkerProcesses, assert_kafka_matches_history, events_by_project, example, finished
 
 pytestmark = pytest.mark.timeout(600)
 PROJECTS = 20
@@ -65,7 +65,7 @@ async def test_a_temporal_server_restarted_on_its_database_resumes_every_project
         await temporal.run("start", "temporal")
         stages = dict(Counter(stage.value for stage in before.values()))
         print(
-            f"injected: Temporal stopped for 5 s and restarted on its SQLite file; projects were in {stages}, each with "
+            f"injected: Temporal stopped for 5 s and restarted on its SQLite file; projects in {stages}, each with "
             f"{len(example('my-smart-homes-pilot').milestones) - HALFWAY_MILESTONE} milestones to report"
         )
 
