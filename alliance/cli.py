@@ -20,7 +20,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
-import click
 import jwt
 import typer
 from pydantic import ValidationError
@@ -623,13 +622,19 @@ def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         app(standalone_mode=False)
-    except click.exceptions.Exit as stop:
+    except typer.Exit as stop:
         code = stop.exit_code
-    except click.ClickException as err:
-        err.show()
-        code = err.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         code = 130
+    except typer.TyperException as err:
+        # Usage errors (an unknown, missing or ill-typed option): typer's own message with the usage line, exit 2.
+        # typer carries its own click (typer._click), so these are not the `click` package's exceptions.
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            Console(stderr=True).print(f"[red]error:[/] {err.format_message()}", highlight=False, soft_wrap=True)
+        code = int(getattr(err, "exit_code", 2))
     except UserError as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         code = 1

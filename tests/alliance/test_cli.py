@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,60 +12,15 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from alliance.demo import CONTRACTOR, officer_of
+from alliance.demo import EXAMPLES, officer_of
 from alliance.projects import Projects, UserError
 from alliance.settings import Settings
-from alliance.tokens import Edge
 from schemas.decisions import Institution
-from schemas.identity import Identity
 from schemas.status import ProjectStatus, Stage
-from tests.support import EXAMPLES, finished, raw_example
+from tests.support import cli, finished, one_line_error, raw_example
 
 pytestmark = pytest.mark.timeout(180)
-ALLIANCE = str(Path(sys.executable).parent / "alliance")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 EXIM_OFFICER = officer_of(Institution.exim, "Chen Jie")
-
-
-async def cli(settings: Settings, *args: str, as_: Identity | None = CONTRACTOR, **env: str) -> Run:
-    """Runs `alliance ARGS` as `as_` (a token in ALLIANCE_TOKEN), against the test's servers."""
-    token = {"ALLIANCE_TOKEN": Edge(settings).issue(as_)} if as_ else {}
-    environment = {
-        **token,
-        "ALLIANCE_SIGNING_KEY_FILE": str(settings.signing_key_file),
-        "ALLIANCE_TEMPORAL_ADDRESS": settings.temporal_address,
-        "ALLIANCE_TASK_QUEUE": settings.task_queue,
-        "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "ALLIANCE_STATUS_TOPIC": settings.status_topic,
-        "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
-        "COLUMNS": "200",
-        "PATH": str(Path(sys.executable).parent),
-        **env,
-    }
-    # Not subprocess.run: the worker of this test runs on this event loop and must keep working meanwhile.
-    process = await asyncio.create_subprocess_exec(
-        ALLIANCE, *args, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
-
-
-def one_line_error(run: Run) -> str:
-    assert run.code == 1, (run.code, run.out, run.err)
-    assert "Traceback" not in run.err + run.out
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1, run.err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 async def test_a_project_driven_from_the_command_line(projects: Projects, settings: Settings, tmp_path: Path) -> None:
@@ -86,14 +39,13 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
             break
         await asyncio.sleep(0.1)
     approve = ("decide", "ke-cli-path", "--institution", "exim", "--officer", "Chen Jie")
-    exim = {"as_": EXIM_OFFICER}
     approved = await cli(
-        settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", **exim
+        settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", as_=EXIM_OFFICER
     )
     assert approved.code == 0, approved.err
     assert "China Exim approved CNY 1,300,000,000.00" in approved.out
     again = await cli(
-        settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", **exim
+        settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", as_=EXIM_OFFICER
     )
     assert again.out == approved.out
 
@@ -161,6 +113,16 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
     assert "cannot reach the Temporal server at 127.0.0.1:9" in one_line_error(unreachable)
     no_kafka = await cli(settings, "events", "tail", ALLIANCE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
     assert "cannot reach Kafka at 127.0.0.1:9" in one_line_error(no_kafka)
+
+    # Usage errors are the command line's own: its message and usage line, exit 2, no traceback.
+    usage = {
+        ("decide", "p1", "--institution", "worldbank", "--reject", "r"): "Invalid value for '--institution'",
+        ("decide", "p1", "--institution", "cdb", "--unexpected", "3"): "No such option: --unexpected",
+        ("no-such-command",): "No such command 'no-such-command'",
+    }
+    for args, expected in usage.items():
+        wrong = await cli(settings, *args)
+        assert wrong.code == 2 and "Traceback" not in wrong.err and expected in wrong.err, (args, wrong.err)
 
     anonymous = await cli(settings, "cancel", "p1", "--reason", "r", "--by", "x", as_=None)
     assert "no credential" in one_line_error(anonymous)

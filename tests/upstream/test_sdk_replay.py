@@ -36,3 +36,15 @@ async def test_an_update_that_arrived_while_a_task_timed_out_still_fails_replay_
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None, "the SDK replays this now: drop this test and the README's SDK note"
     assert "Update machine does not handle this event" in str(result.replay_failure)
+
+
+def test_the_kill_test_recognises_the_bugs_precondition_in_these_histories_and_in_no_ordinary_one() -> None:
+    from tests.faults.test_worker_kills import updates_after_a_timed_out_task
+
+    for name, workflow in CASES.items():
+        history = WorkflowHistory.from_json(workflow, (HERE / f"{name}.json").read_text())
+        assert updates_after_a_timed_out_task(history), name
+    ordinary = sorted((HERE.parent / "histories").glob("*/*.json"))
+    assert ordinary
+    for path in ordinary:
+        assert not updates_after_a_timed_out_task(WorkflowHistory.from_json(path.stem, path.read_text())), path
