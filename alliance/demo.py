@@ -91,8 +91,8 @@ class Driver:
         return OPERATOR if isinstance(decision, Cancel) else CONTRACTOR
 
     async def approve(self, institution: Institution, officer: str, conditions: list[str] | None = None) -> None:
-        await self.wait(lambda s: s.stage is not Stage.screening)
-        review = next(r for r in (await self.projects.status(self.pid)).reviews if r.institution is institution)
+        status = await self.wait(lambda s: any(r.institution is institution for r in s.reviews))
+        review = next(r for r in status.reviews if r.institution is institution)
         terms = {
             Institution.cdb: Terms(
                 interest_rate_pct=Decimal("4.2"), tenor_years=15, grace_period_years=5, fee_pct=Decimal("1")

@@ -36,14 +36,22 @@ PROJECTS = 100
 AT_ONCE = 25  # projects driven at the same time (the drivers poll each project's status)
 
 
-async def stuck_on_the_known_sdk_bug(env: WorkflowEnvironment, project_id: str) -> str | None:
-    """The failure message, if the project's workflow tasks fail on the SDK's replay bug; None otherwise."""
+async def stuck_on_the_known_sdk_bug(
+    env: WorkflowEnvironment, project_id: str, failure: BaseException | None = None
+) -> str | None:
+    """Why the project counts as stuck on the SDK's replay bug, or None when it does not: its history shows the bug's
+    precondition, and the replay failed with the bug's nondeterminism error, as a failed workflow task in its history
+    or as the failure its driver got (a status query answered by a worker that had to replay)."""
     history = await env.client.get_workflow_handle(workflow_id(project_id)).fetch_history()
-    for event in reversed(history.events):
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-            message = event.workflow_task_failed_event_attributes.failure.message
-            return message if "Update machine does not handle this event" in message else None
-    return None
+    if not updates_after_a_timed_out_task(history):
+        return None
+    messages = [str(failure)] if failure is not None else []
+    messages += [
+        event.workflow_task_failed_event_attributes.failure.message
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    return next((m for m in messages if "Update machine does not handle this event" in m), None)
 
 
 def updates_after_a_timed_out_task(history: WorkflowHistory) -> list[int]:
@@ -124,7 +132,7 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
     stuck = {}
     for project_id, outcome in outcomes.items():
         if isinstance(outcome, BaseException):
-            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id)
+            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id, outcome)
             if known is None:
                 raise outcome
             stuck[project_id] = known
@@ -135,8 +143,8 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
             continue
         try:
             statuses[project_id] = await asyncio.wait_for(finished(projects, project_id), 120)
-        except TimeoutError:
-            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id)
+        except TimeoutError as timeout:
+            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id, timeout)
             if known is None:
                 raise AssertionError(f"{project_id} did not finish within 120 s of its last decision") from None
             stuck[project_id] = known
