@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -36,22 +37,33 @@ PROJECTS = 100
 AT_ONCE = 25  # projects driven at the same time (the drivers poll each project's status)
 
 
+class NotTheKnownBug(AssertionError):
+    pass
+
+
 async def stuck_on_the_known_sdk_bug(
-    env: WorkflowEnvironment, project_id: str, failure: BaseException | None = None
-) -> str | None:
-    """Why the project counts as stuck on the SDK's replay bug, or None when it does not: its history shows the bug's
-    precondition, and the replay failed with the bug's nondeterminism error, as a failed workflow task in its history
-    or as the failure its driver got (a status query answered by a worker that had to replay)."""
+    env: WorkflowEnvironment, project_id: str, failure: BaseException, keep: Path
+) -> str:
+    """Why the project counts as stuck on the SDK's replay bug: its history shows the bug's precondition, and the
+    replay failed with the bug's nondeterminism error, as a failed workflow task in its history or as the failure its
+    driver got (a status query answered by a worker that had to replay). Anything else fails, with the history kept
+    in `keep` and what was found."""
     history = await env.client.get_workflow_handle(workflow_id(project_id)).fetch_history()
-    if not updates_after_a_timed_out_task(history):
-        return None
-    messages = [str(failure)] if failure is not None else []
-    messages += [
+    precondition = updates_after_a_timed_out_task(history)
+    messages = [str(failure)] + [
         event.workflow_task_failed_event_attributes.failure.message
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     ]
-    return next((m for m in messages if "Update machine does not handle this event" in m), None)
+    known = next((m for m in messages if "Update machine does not handle this event" in m), None)
+    if precondition and known:
+        return known
+    saved = keep / f"{project_id}.history.json"
+    saved.write_text(history.to_json())
+    raise NotTheKnownBug(
+        f"{project_id} failed, not on the known SDK bug: {failure!r}; workflow task failures: {messages[1:]}; "
+        f"updates accepted after a timed-out task: {precondition}; history in {saved}"
+    ) from failure
 
 
 def updates_after_a_timed_out_task(history: WorkflowHistory) -> list[int]:
@@ -99,7 +111,7 @@ def assert_same_events_in_another_order(status: ProjectStatus, published: list[S
 
 
 async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_100_projects(
-    temporal_env: WorkflowEnvironment, settings: Settings, workers: WorkerProcesses
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("ALLIANCE_FAULT_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -132,10 +144,7 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
     stuck = {}
     for project_id, outcome in outcomes.items():
         if isinstance(outcome, BaseException):
-            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id, outcome)
-            if known is None:
-                raise outcome
-            stuck[project_id] = known
+            stuck[project_id] = await stuck_on_the_known_sdk_bug(temporal_env, project_id, outcome, tmp_path)
     # A driver that sent its last decision may still leave a project stuck: the bug can strike in a later task.
     statuses = {}
     for project_id in ids:
@@ -144,10 +153,7 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing_across_1
         try:
             statuses[project_id] = await asyncio.wait_for(finished(projects, project_id), 120)
         except TimeoutError as timeout:
-            known = await stuck_on_the_known_sdk_bug(temporal_env, project_id, timeout)
-            if known is None:
-                raise AssertionError(f"{project_id} did not finish within 120 s of its last decision") from None
-            stuck[project_id] = known
+            stuck[project_id] = await stuck_on_the_known_sdk_bug(temporal_env, project_id, timeout, tmp_path)
     print(f"stuck on the known SDK replay bug (tests/upstream/test_sdk_replay.py): {len(stuck)} of {PROJECTS}")
     done = [pid for pid in ids if pid not in stuck]
     published = await events_by_project(settings)  # read once every workflow has ended (all published)
