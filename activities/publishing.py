@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Histogram
 from temporalio import activity
 
 from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION, PublishEvents, SendInstruction
@@ -26,6 +27,23 @@ from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION, Publish
 log = structlog.get_logger(__name__)
 
 CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
+
+EVENTS_PUBLISHED = Counter("alliance_events_published", "Status events acknowledged by Kafka", ["topic"])
+PUBLISH_RETRIES = Counter(
+    "alliance_publish_retries", "Publishing activity attempts after the first (Kafka slow or away)", ["activity"]
+)
+PUBLISH_SECONDS = Histogram(
+    "alliance_publish_seconds", "Time from sending to Kafka's acknowledgement, per activity attempt", ["activity"]
+)
+# action: disburse and release_retention pay money out; release_commitment frees an approved amount not drawn.
+INSTRUCTIONS = Counter(
+    "alliance_instructions",
+    "Instructions sent to the institutions (a retried send counts again; instruction ids tell repeats apart)",
+    ["action", "institution", "currency"],
+)
+INSTRUCTED_AMOUNT = Counter(
+    "alliance_instructed_amount", "Amounts of the instructions sent", ["action", "institution", "currency"]
+)
 
 
 class Publisher:
@@ -64,9 +82,13 @@ class Publisher:
             await asyncio.wait_for(producer.stop(), 10)
 
     async def _sending(self, send: Callable[[AIOKafkaProducer], Any]) -> Any:
+        name = activity.info().activity_type
+        if activity.info().attempt > 1:
+            PUBLISH_RETRIES.labels(name).inc()
         producer = await self._current()
         try:
-            return await send(producer)
+            with PUBLISH_SECONDS.labels(name).time():
+                return await send(producer)
         except Exception as err:
             await self._discard(producer, err)
             raise
@@ -96,6 +118,7 @@ class Publisher:
                 await delivery
 
         await self._sending(send)
+        EVENTS_PUBLISHED.labels(self._status_topic).inc(len(request.events))
         log.info(
             "status_events_published",
             topic=self._status_topic,
@@ -116,6 +139,9 @@ class Publisher:
                 headers=[("idempotency-key", instruction.instruction_id.encode())],
             )
         )
+        labels = (instruction.action.value, instruction.institution.value, instruction.amount.currency)
+        INSTRUCTIONS.labels(*labels).inc()
+        INSTRUCTED_AMOUNT.labels(*labels).inc(float(instruction.amount.amount))
         log.info(
             "instruction_sent",
             topic=self._instruction_topic,

@@ -18,11 +18,13 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from alliance import metrics
 from alliance.connections import connect_temporal
 from alliance.projects import MAX_PROPOSAL_BYTES, ProjectRow, Projects, UserError, describe_errors
 from alliance.settings import Settings, get_settings
@@ -71,6 +73,9 @@ DECISION_ROUTES: dict[type[Decision], tuple[str, Action, str]] = {
     Cancel: ("cancellation", Action.cancel, "The project is cancelled"),
 }
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+API_REQUESTS = Counter("alliance_api_requests", "API requests answered", ["method", "route", "status"])
+API_SECONDS = Histogram("alliance_api_request_seconds", "API request duration", ["method", "route"])
+
 STATUS_OF = {
     "invalid": 422,
     "unauthenticated": 401,
@@ -157,7 +162,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if client is None:
-            app.state.projects = Projects(await connect_temporal(settings), settings, Edge(settings))
+            app.state.projects = Projects(await connect_temporal(settings, metrics=True), settings, Edge(settings))
         yield
 
     app = FastAPI(
@@ -169,6 +174,32 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     if client is not None:
         app.state.projects = Projects(client, settings, Edge(settings))
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Any:
+        started = asyncio.get_running_loop().time()
+        response = await call_next(request)
+        # The route's template (/projects/{project_id}), not the path: one series per route, not per project.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        API_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        API_SECONDS.labels(request.method, route).observe(asyncio.get_running_loop().time() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(await asyncio.to_thread(metrics.exposition), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health", include_in_schema=False)
+    async def health(request: Request) -> JSONResponse:
+        """Ready when the Temporal frontend answers (what every request needs)."""
+        projects: Projects = request.app.state.projects
+        try:
+            serving = await asyncio.wait_for(projects.client.service_client.check_health(), 5)
+        except Exception as err:
+            return JSONResponse({"status": "unavailable", "temporal": str(err) or type(err).__name__}, status_code=503)
+        if not serving:
+            return JSONResponse({"status": "unavailable", "temporal": "not serving"}, status_code=503)
+        return JSONResponse({"status": "ok", "temporal": "serving"})
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:

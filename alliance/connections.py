@@ -12,10 +12,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from alliance.metrics import temporal_runtime
 from alliance.settings import Settings
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, metrics: bool = False) -> Client:
+    """A client of the configured cluster; with `metrics`, on the runtime whose SDK metrics /metrics serves."""
     tls: TLSConfig | bool = False
     if settings.temporal_tls_cert or settings.temporal_tls_ca:
         tls = TLSConfig(
@@ -31,6 +33,7 @@ async def connect_temporal(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         tls=tls,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        runtime=temporal_runtime() if metrics else None,
     )
 
 

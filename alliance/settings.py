@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
 
+    # Metrics: the worker serves /metrics here (the API and the stream worker serve it on their own ports)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=9464, description="Worker's /metrics port; unset to serve none")
+
     # Logs
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.publishing import Publisher
 from activities.screening import Screening
+from alliance import metrics
 from alliance.connections import connect_temporal, ensure_topics, status_producer
 from alliance.settings import Settings
 from workflows.project import ProjectWorkflow
@@ -43,6 +44,13 @@ async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    client = await connect_temporal(settings)
-    async with project_worker(client, settings):
-        await (stop or asyncio.Event()).wait()
+    client = await connect_temporal(settings, metrics=True)
+    server = metrics.serve(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
+    if server is not None:
+        log.info("metrics_served", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    try:
+        async with project_worker(client, settings):
+            await (stop or asyncio.Event()).wait()
+    finally:
+        if server is not None:
+            server.shutdown()

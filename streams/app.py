@@ -21,6 +21,7 @@ topics) into its transactions, and it hung on SIGTERM while stopping its transac
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,16 +29,30 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import Gauge
 from pydantic import ValidationError
 
+from alliance import metrics
 from alliance.connections import kafka_options
 from alliance.settings import Settings
+from schemas.decisions import Institution
 from schemas.derived import Alert, AlertKind, DeadLetter, Dimension, PortfolioSnapshot
 from schemas.events import SCHEMA_VERSION, TYPE_PREFIX, StatusEvent
 from streams.alerts import gap_alert, review_and_stall_alerts
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView, fold
+
+REVIEWS_OPEN = Gauge("alliance_reviews_open", "Financing reviews open now", ["institution"])
+REVIEWS_OVERDUE = Gauge("alliance_reviews_overdue", "Open financing reviews past their deadline", ["institution"])
+
+
+def count_reviews(views: list[ProjectView], now: datetime) -> None:
+    """Sets the review gauges from the views (every institution, zero included, so a series never goes stale)."""
+    for institution in Institution:
+        deadlines = [v.open_reviews[institution] for v in views if institution in v.open_reviews]
+        REVIEWS_OPEN.labels(institution.value).set(len(deadlines))
+        REVIEWS_OVERDUE.labels(institution.value).set(sum(1 for d in deadlines if d < now))
 
 
 def why_unusable(value: bytes | None) -> str | None:
@@ -245,6 +260,17 @@ def create_app(settings: Settings) -> StreamApp:
                 for institution, deadline in v.open_reviews.items()
             ]
             return self.json(sorted(reviews, key=lambda r: (r["deadline"], r["project_id"], r["institution"])))
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                count_reviews(await all_views(), datetime.now(UTC))
+            except ViewsUnavailable as err:
+                return unavailable(self, err)
+            # aiohttp takes the charset apart from the type: "text/plain; version=0.0.4; charset=utf-8" is refused.
+            body = await asyncio.to_thread(metrics.exposition)
+            return self.bytes(body, content_type="text/plain; version=0.0.4")
 
     @app.page("/alerts/")
     class AlertsView(View):

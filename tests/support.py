@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -97,11 +98,18 @@ async def events_by_project(settings: Settings) -> dict[str, list[StatusEvent]]:
     return by_project
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class WorkerProcesses:
     """`alliance worker` processes on the test's task queue and topics, started and killed like a real deployment's."""
 
     def __init__(self, settings: Settings, logs: Path) -> None:
         self.started: list[asyncio.subprocess.Process] = []
+        self.metrics_ports: dict[int, int] = {}
         self.logs = logs
         self.env = {
             **os.environ,
@@ -115,9 +123,12 @@ class WorkerProcesses:
         }
 
     async def start(self) -> asyncio.subprocess.Process:
+        port = free_port()  # each its own /metrics
+        env = {**self.env, "ALLIANCE_METRICS_PORT": str(port)}
         with open(self.logs / f"worker-{len(self.started)}.log", "wb") as log:
-            process = await asyncio.create_subprocess_exec(ALLIANCE, "worker", env=self.env, stdout=log, stderr=log)
+            process = await asyncio.create_subprocess_exec(ALLIANCE, "worker", env=env, stdout=log, stderr=log)
         self.started.append(process)
+        self.metrics_ports[process.pid] = port
         return process
 
     async def kill(self, process: asyncio.subprocess.Process) -> None:
@@ -145,8 +156,6 @@ class Services:
 
 
 # ------------------------------------------------------------------ the command line, as a separate process
-
-ALLIANCE = str(Path(sys.executable).parent / "alliance")
 
 
 @dataclass

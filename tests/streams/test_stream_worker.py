@@ -19,10 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from alliance.connections import ensure_topics, kafka_options
 from alliance.event_feed import records
 from alliance.settings import Settings
+from schemas.decisions import Institution
 from schemas.derived import DeadLetter, PortfolioSnapshot
 from schemas.events import StatusEvent
 from streams.app import open_alerts
@@ -167,6 +169,22 @@ async def test_a_killed_stream_worker_restarts_to_the_tables_of_a_fresh_computat
     alerts = {a["alert_id"] for a in await stream_worker.get("/alerts/")}
     assert alerts
     assert alerts == {a.alert_id for a in open_alerts(list(expected_views.values()), settings, datetime.now(UTC))}
+    # Operators' gauges, on the same worker's /metrics: open and overdue reviews per institution.
+    now = datetime.now(UTC)
+    url = f"http://127.0.0.1:{settings.streams_web_port}/metrics"
+    async with httpx.AsyncClient(timeout=5) as http:
+        exposed = (await http.get(url)).text
+    gauges = {
+        (s.name, s.labels["institution"]): s.value
+        for family in text_string_to_metric_families(exposed)
+        for s in family.samples
+        if s.name in ("alliance_reviews_open", "alliance_reviews_overdue")
+    }
+    for institution in Institution:
+        deadlines = [v.open_reviews[institution] for v in expected_views.values() if institution in v.open_reviews]
+        assert gauges[("alliance_reviews_open", institution.value)] == len(deadlines)
+        assert gauges[("alliance_reviews_overdue", institution.value)] == sum(1 for d in deadlines if d < now)
+    assert any(gauges[("alliance_reviews_open", i.value)] for i in Institution)
 
     # The feed is at least once (see README): after removing repeated ids, every project's events once, in order.
     feed: dict[str, list[int]] = defaultdict(list)
