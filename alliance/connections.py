@@ -87,6 +87,7 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
             settings.alert_topic: "delete",
             settings.dead_letter_topic: "delete",
             settings.views_changelog_topic: "compact",
+            settings.streams_repair_topic: "delete",
         }
     admin = AIOKafkaAdminClient(**kafka_options(settings), client_id="alliance-admin")
     await admin.start()

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         return f"{self.streams_app_id}-project-views-changelog"
 
     @property
+    def streams_repair_topic(self) -> str:
+        """Status events the views table missed, sent again by the leader for the agent to fold (streams/repair.py)."""
+        return f"{self.streams_app_id}-repairs"
+
+    @property
     def streams_leader_topic(self) -> str:
         """faust's leader election topic (one partition): its one owner in the group is the leader."""
         return f"{self.streams_app_id}-__assignor-__leader"

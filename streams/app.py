@@ -4,7 +4,8 @@
   ignored, gaps held and reported;
 - derived topics: a deduplicated, ordered feed; compacted portfolio snapshots keyed `<dimension>:<value>`; alerts;
   a dead-letter topic for records that do not parse, have an unknown type or a newer schema version;
-- HTTP (faust's web server): `/portfolio/`, `/portfolio/{dimension}/`, `/projects/{id}/`, `/reviews/`, `/alerts/`.
+- HTTP (faust's web server): `/portfolio/`, `/portfolio/{dimension}/`, `/projects/{id}/`, `/reviews/`, `/alerts/`,
+  `/partitions/` (what this worker folds), `/metrics`.
 
 Several workers share the status topic (one consumer group): each folds the partitions assigned to it, and when one
 stops the others take its partitions over, recovering its table partitions from the changelog. What a worker serves
@@ -28,8 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+import structlog
 from faust.web import Request, Response, View
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from alliance import metrics
@@ -42,7 +44,12 @@ from streams.alerts import gap_alert, review_and_stall_alerts
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView, fold
+from streams.repair import SourceReader
 
+log = structlog.get_logger(__name__)
+REPAIRS = Counter(
+    "alliance_stream_repairs", "Status events the views table missed and the leader sent again (streams/repair.py)"
+)
 REVIEWS_OPEN = Gauge("alliance_reviews_open", "Financing reviews open now", ["institution"])
 REVIEWS_OVERDUE = Gauge("alliance_reviews_overdue", "Open financing reviews past their deadline", ["institution"])
 
@@ -133,18 +140,23 @@ def create_app(settings: Settings) -> StreamApp:
         autodiscover=False,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    source = app.topic(settings.status_topic, partitions=partitions, **raw)
+    # The agent folds the status topic and the repair topic (co-partitioned: a project's records of both land on the
+    # worker that owns its partition); see streams/repair.py.
+    source = app.topic(settings.status_topic, settings.streams_repair_topic, partitions=partitions, **raw)
     # Created by alliance.connections.ensure_topics(streams=True) before the worker starts.
     derived = {"partitions": partitions, **raw}
     feed = app.topic(settings.feed_topic, **derived)
     snapshots = app.topic(settings.snapshot_topic, **derived)
     alerts = app.topic(settings.alert_topic, **derived)
     dead_letters = app.topic(settings.dead_letter_topic, **derived)
+    repairs = app.topic(settings.streams_repair_topic, **derived)
     # faust writes the changelog as JSON (its table default), the encoding `streams.mirror` reads back.
     views = app.Table("project-views", partitions=partitions, default=None)
     if views.changelog_topic.get_topic_name() != settings.views_changelog_topic:
         raise RuntimeError(f"faust names the views changelog {views.changelog_topic.get_topic_name()}")
     mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions)
+    patience = settings.streams_session_timeout_seconds + 2 * settings.streams_snapshot_seconds
+    source_reader = SourceReader(kafka_options(settings), settings.status_topic, partitions, patience)
     raised: set[str] = set()
     published: dict[str, bytes] = {}
 
@@ -192,8 +204,21 @@ def create_app(settings: Settings) -> StreamApp:
 
     @app.timer(interval=settings.streams_snapshot_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
-        """On the group's leader only: deadline and stall alerts not yet raised, and the snapshots that changed."""
+        """On the group's leader only: events the table missed sent again (streams/repair.py), deadline and stall
+        alerts not yet raised, and the snapshots that changed."""
         views_now = await all_views()
+        source = await source_reader.catch_up()
+        missed = source.missing({v.project_id: v for v in views_now}, asyncio.get_running_loop().time())
+        for event in missed:
+            await repairs.send(key=event.subject.encode(), value=event.model_dump_json().encode())
+        if missed:
+            REPAIRS.inc(len(missed))
+            log.warning(
+                "stream_events_repaired",
+                events=len(missed),
+                projects=sorted({e.subject for e in missed}),
+                why="the views table stayed behind the status topic (records lost by faust in a rebalance)",
+            )
         for alert in open_alerts(views_now, settings, datetime.now(UTC)):
             if alert.kind is not AlertKind.sequence_gap and alert.alert_id not in raised:
                 raised.add(alert.alert_id)
@@ -213,6 +238,7 @@ def create_app(settings: Settings) -> StreamApp:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_mirror(app: faust.App, **kwargs: Any) -> None:
         await mirror.stop()
+        await source_reader.stop()
 
     def unavailable(view: View, err: ViewsUnavailable) -> Response:
         return view.json({"code": "unavailable", "message": str(err)}, status=503)
@@ -260,6 +286,15 @@ def create_app(settings: Settings) -> StreamApp:
                 for institution, deadline in v.open_reviews.items()
             ]
             return self.json(sorted(reviews, key=lambda r: (r["deadline"], r["project_id"], r["institution"])))
+
+    @app.page("/partitions/")
+    class PartitionsView(View):
+        """Which partitions of the status topic this worker folds now (operators, and the failover test)."""
+
+        async def get(self, request: Request) -> Response:
+            assigned = app.consumer.assignment() if app.consumer else set()
+            mine = sorted(tp.partition for tp in assigned if tp.topic == settings.status_topic)
+            return self.json({"topic": settings.status_topic, "partitions": mine})
 
     @app.page("/metrics")
     class MetricsView(View):

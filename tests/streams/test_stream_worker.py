@@ -265,11 +265,6 @@ def partition_of(project: str, partitions: int) -> int:
     return int(murmur2(project.encode()) & 0x7FFFFFFF) % partitions
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="after the SIGKILL, faust's takeover of the dead worker's partitions sometimes stalls (1 of 3 CI runs): "
-    "the survivor gets every partition and reports ready, then folds nothing more; issue 3 stays open on this",
-)
 async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_totals_right(
     stream_worker: StreamWorker, tmp_path: Path
 ) -> None:
@@ -290,6 +285,16 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
     try:
         await stream_worker.start()
         await second.start()
+        # The takeover is only tested if both folded part of the topic: wait for the group to split it.
+        split: list[Any] = []
+        for _ in range(120):
+            split = [await _try(w.get("/partitions/")) for w in (stream_worker, second)]
+            if all(s and s["partitions"] for s in split):
+                break
+            await asyncio.sleep(1)
+        first_owns, second_owns = (set(s["partitions"]) if s else set() for s in split)
+        assert first_owns and second_owns and not first_owns & second_owns, split
+        assert first_owns | second_owns == set(range(settings.topic_partitions)), split
         await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[:half] for e in s])
         expected = portfolio(streams[:half])
         # Each folds only its own partitions, and each serves the whole portfolio.
@@ -302,6 +307,8 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
         print("injected: SIGKILL to the second of two stream workers, then the second half of the projects published")
         await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[half:] for e in s])
         everything = portfolio(streams)
+        owns = {"topic": settings.status_topic, "partitions": list(range(settings.topic_partitions))}
+        assert await eventually(stream_worker, "/partitions/", owns) == owns  # the survivor took all over
         served = await eventually(stream_worker, "/portfolio/", everything)
         if served != everything:
             pytest.fail(await where_the_takeover_stopped(settings, streams, stream_worker))
@@ -322,6 +329,17 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
                 break
             await asyncio.sleep(1)
         assert latest == wanted
-        print(f"checked: {len(streams)} projects; the survivor's totals equal a fresh computation")
+        async with httpx.AsyncClient(timeout=5) as http:
+            exposed = (await http.get(f"http://127.0.0.1:{settings.streams_web_port}/metrics")).text
+        repaired = sum(
+            s.value
+            for family in text_string_to_metric_families(exposed)
+            for s in family.samples
+            if s.name == "alliance_stream_repairs_total"
+        )
+        print(
+            f"checked: {len(streams)} projects; the survivor took over partitions {sorted(second_owns)} and its totals "
+            f"equal a fresh computation; events the table missed and the leader sent again: {repaired:.0f}"
+        )
     finally:
         await second.kill()
