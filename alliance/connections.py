@@ -72,48 +72,48 @@ class TopicMismatch(Exception):
     """Existing topics disagree with each other or with the settings in a way the stream worker cannot run on."""
 
 
-async def ensure_topics(settings: Settings, streams: bool = False) -> None:
-    """Creates the topics with explicit partition counts and configs; existing ones are checked, not changed.
-
-    The status and instruction topics always; with `streams`, the stream worker's derived topics and its table's
-    changelog too, all with the status topic's partition count: the table is partitioned like its source (faust
-    co-partitions them), and a derived topic keyed by project keeps one project's records on one partition. Also
-    faust's leader election topic, with its one partition."""
-    wanted = {settings.status_topic: "delete", settings.instruction_topic: "delete"}
+def topic_plan(settings: Settings, streams: bool = False) -> dict[str, tuple[int, str]]:
+    """Every topic the product needs, with its partition count and cleanup policy (what `ensure_topics` creates,
+    and what a cluster's topic declarations must say: deploy/kubernetes/platform/strimzi-kafka.yaml is checked
+    against it). With `streams`, the stream worker's too: all with the status topic's partition count, since the
+    table and the repair topic are partitioned like their source (faust co-partitions them) and a derived topic
+    keyed by project keeps one project's records on one partition; faust's leader election topic has one."""
+    partitions = settings.topic_partitions
+    plan = {settings.status_topic: (partitions, "delete"), settings.instruction_topic: (partitions, "delete")}
     if streams:
-        wanted |= {
-            settings.feed_topic: "delete",
-            settings.snapshot_topic: "compact",
-            settings.alert_topic: "delete",
-            settings.dead_letter_topic: "delete",
-            settings.views_changelog_topic: "compact",
-            settings.streams_repair_topic: "delete",
+        plan |= {
+            settings.feed_topic: (partitions, "delete"),
+            settings.snapshot_topic: (partitions, "compact"),
+            settings.alert_topic: (partitions, "delete"),
+            settings.dead_letter_topic: (partitions, "delete"),
+            settings.views_changelog_topic: (partitions, "compact"),
+            settings.streams_repair_topic: (partitions, "delete"),
+            settings.streams_leader_topic: (1, "delete"),
         }
+    return plan
+
+
+async def ensure_topics(settings: Settings, streams: bool = False) -> None:
+    """Creates the topics of `topic_plan` with explicit partition counts and configs; existing ones are checked
+    (with `streams`: a different partition count is refused), not changed."""
+    plan = topic_plan(settings, streams)
     admin = AIOKafkaAdminClient(**kafka_options(settings), client_id="alliance-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         if streams:
-            await _check_partitions(admin, settings, [t for t in wanted if t in existing])
+            checked = [t for t, (count, _) in plan.items() if t in existing and count == settings.topic_partitions]
+            await _check_partitions(admin, settings, checked)
         missing = [
             NewTopic(
                 name=topic,
-                num_partitions=settings.topic_partitions,
+                num_partitions=count,
                 replication_factor=settings.topic_replication_factor,
                 topic_configs={"min.insync.replicas": "1", "cleanup.policy": policy},
             )
-            for topic, policy in wanted.items()
+            for topic, (count, policy) in plan.items()
             if topic not in existing
         ]
-        if streams and settings.streams_leader_topic not in existing:
-            missing.append(
-                NewTopic(
-                    name=settings.streams_leader_topic,
-                    num_partitions=1,
-                    replication_factor=settings.topic_replication_factor,
-                    topic_configs={"min.insync.replicas": "1", "cleanup.policy": "delete"},
-                )
-            )
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
