@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
 
+    # Worker Versioning: every worker declares its build id (the package version and git revision unless set)
+    build_id: str | None = Field(default=None, description="Overrides the build id derived from version and revision")
+    deployment_name: str = Field(default="alliance-workers", description="Temporal Worker Deployment name")
+    worker_versioning: bool = Field(
+        default=False,
+        description="Route tasks by Worker Deployment version (then make each new version current with "
+        "`temporal worker deployment set-current-version`)",
+    )
+
     # Metrics: the worker serves /metrics here (the API and the stream worker serve it on their own ports)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=9464, description="Worker's /metrics port; unset to serve none")

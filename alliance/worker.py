@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.publishing import Publisher
 from activities.screening import Screening
@@ -21,6 +25,42 @@ from workflows.review import ReviewWorkflow
 log = structlog.get_logger(__name__)
 
 WORKFLOWS = [ProjectWorkflow, ReviewWorkflow]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_id(settings: Settings) -> str:
+    """The worker's build id: the setting if given, else the package version plus the git revision when the code
+    runs from a checkout (`0.1.0+g1a2b3c4`, `+dirty` with uncommitted changes), else the package version alone (an
+    installed image: set ALLIANCE_BUILD_ID at build time to keep the revision)."""
+    if settings.build_id:
+        return settings.build_id
+    release = version("alliance-workflows")
+    if not (ROOT / ".git").exists():
+        return release
+    try:
+        revision = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=7", "--match=NONE"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return release
+    return f"{release}+g{revision}".replace("-dirty", ".dirty")
+
+
+def deployment(settings: Settings) -> WorkerDeploymentConfig:
+    """Worker Versioning: the worker declares its deployment version (shown per workflow task in history and in the
+    Web UI). With ALLIANCE_WORKER_VERSIONING, tasks are routed by version; project workflows run for years, so they
+    auto-upgrade to the current version and every change to workflow code stays replay-safe (see the README)."""
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=settings.deployment_name, build_id=build_id(settings)),
+        use_worker_versioning=settings.worker_versioning,
+        default_versioning_behavior=(
+            VersioningBehavior.AUTO_UPGRADE if settings.worker_versioning else VersioningBehavior.UNSPECIFIED
+        ),
+    )
 
 
 @asynccontextmanager
@@ -35,9 +75,16 @@ async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             activities=[screening.screen_proposal, publisher.publish_status_events, publisher.send_instruction],
+            deployment_config=deployment(settings),
         )
         async with worker:
-            log.info("worker_started", task_queue=settings.task_queue, namespace=settings.temporal_namespace)
+            log.info(
+                "worker_started",
+                task_queue=settings.task_queue,
+                namespace=settings.temporal_namespace,
+                build_id=build_id(settings),
+                versioning=settings.worker_versioning,
+            )
             yield worker
     finally:
         await publisher.stop()
