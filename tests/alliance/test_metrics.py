@@ -4,6 +4,7 @@ own metrics; the API's /metrics counts its requests."""
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import Decimal
 
 import httpx
@@ -16,6 +17,7 @@ from alliance.demo import OPERATOR
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
+from tests.deploy.test_observability import SDK_METRICS
 from tests.faults.driving import drive_to_completion
 from tests.support import WorkerProcesses, finished
 
@@ -70,6 +72,10 @@ async def test_a_workers_metrics_count_what_it_published_and_include_the_sdks(
     # The SDK's own (sdk-core) metrics, from the same endpoint.
     assert any(name.startswith("temporal_workflow_completed") for name, _ in seen), sorted({n for n, _ in seen})
     assert any(name.startswith("temporal_activity_execution_latency") for name, _ in seen)
+    # The SDK metrics the alert rules and the dashboard use are really served (failure counters appear only once
+    # something fails, so not in this calm run).
+    served = {re.sub(r"_(bucket|sum|count)$", "", name) for name, _ in seen}
+    assert SDK_METRICS - {"temporal_workflow_task_execution_failed"} <= served, SDK_METRICS - served
 
 
 async def test_the_apis_metrics_count_its_requests(settings: Settings, temporal_env: WorkflowEnvironment) -> None:
