@@ -15,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
 from prometheus_client import Counter, Histogram
 from temporalio import activity
 
 from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION, PublishEvents, SendInstruction
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer(__name__)
 
 CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 
@@ -44,6 +47,28 @@ INSTRUCTIONS = Counter(
 INSTRUCTED_AMOUNT = Counter(
     "alliance_instructed_amount", "Amounts of the instructions sent", ["action", "institution", "currency"]
 )
+
+
+def producer_span(topic: str, records: int, project_id: str) -> AbstractContextManager[trace.Span]:
+    """A PRODUCER span per batch (OpenTelemetry messaging conventions); a no-op unless tracing is on."""
+    return tracer.start_as_current_span(
+        f"{topic} publish",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.batch.message_count": records,
+            "messaging.kafka.message.key": project_id,
+        },
+    )
+
+
+def trace_headers() -> list[tuple[str, bytes]]:
+    """The current trace context as Kafka record headers (W3C `traceparent`), so consumers can continue it."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(name, value.encode()) for name, value in carrier.items()]
 
 
 class Publisher:
@@ -105,19 +130,21 @@ class Publisher:
 
         async def send(producer: AIOKafkaProducer) -> None:
             pending = []
+            headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE), *trace_headers()]
             for event in request.events:
                 pending.append(
                     await producer.send(
                         self._status_topic,
                         key=event.subject.encode(),
                         value=event.model_dump_json().encode(),
-                        headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE)],
+                        headers=headers,
                     )
                 )
             for delivery in pending:
                 await delivery
 
-        await self._sending(send)
+        with producer_span(self._status_topic, len(request.events), request.events[0].subject):
+            await self._sending(send)
         EVENTS_PUBLISHED.labels(self._status_topic).inc(len(request.events))
         log.info(
             "status_events_published",
@@ -131,14 +158,16 @@ class Publisher:
     async def send_instruction(self, request: SendInstruction) -> str:
         """Sends a payment instruction to the institution's inbox topic; returns its idempotency key."""
         instruction = request.instruction
-        await self._sending(
-            lambda producer: producer.send_and_wait(
-                self._instruction_topic,
-                key=instruction.project_id.encode(),
-                value=instruction.model_dump_json().encode(),
-                headers=[("idempotency-key", instruction.instruction_id.encode())],
+        with producer_span(self._instruction_topic, 1, instruction.project_id):
+            headers = [("idempotency-key", instruction.instruction_id.encode()), *trace_headers()]
+            await self._sending(
+                lambda producer: producer.send_and_wait(
+                    self._instruction_topic,
+                    key=instruction.project_id.encode(),
+                    value=instruction.model_dump_json().encode(),
+                    headers=headers,
+                )
             )
-        )
         labels = (instruction.action.value, instruction.institution.value, instruction.amount.currency)
         INSTRUCTIONS.labels(*labels).inc()
         INSTRUCTED_AMOUNT.labels(*labels).inc(float(instruction.amount.amount))

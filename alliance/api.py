@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from alliance import metrics
+from alliance import metrics, tracing
 from alliance.connections import connect_temporal
 from alliance.projects import MAX_PROPOSAL_BYTES, ProjectRow, Projects, UserError, describe_errors
 from alliance.settings import Settings, get_settings
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     if client is not None:
         app.state.projects = Projects(client, settings, Edge(settings))
+    tracing.instrument_api(app, settings)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Any:

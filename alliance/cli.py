@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from alliance import logs
+from alliance import logs, tracing
 from alliance.api_client import ApiProjects
 from alliance.connections import connect_temporal
 from alliance.projects import ProjectRow, Projects, UserError, explain_validation, load_proposal
@@ -236,6 +236,7 @@ def api() -> None:
 
     settings = get_settings()
     logs.configure(settings)
+    tracing.configure(settings, "alliance-api")
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
@@ -249,6 +250,7 @@ def worker() -> None:
 
     settings = get_settings()
     logs.configure(settings)
+    tracing.configure(settings, "alliance-worker")
     _run_until_interrupted(lambda stop: run_worker(settings, stop))
 
 
@@ -264,6 +266,7 @@ def dev(
 
     settings = get_settings()
     logs.configure(settings)
+    tracing.configure(settings, "alliance-worker")
     env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")

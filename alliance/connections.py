@@ -12,6 +12,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from alliance import tracing
 from alliance.metrics import temporal_runtime
 from alliance.settings import Settings
 
@@ -34,6 +35,7 @@ async def connect_temporal(settings: Settings, metrics: bool = False) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         runtime=temporal_runtime() if metrics else None,
+        interceptors=tracing.temporal_interceptors(settings),
     )
 
 

@@ -11,8 +11,9 @@ import sys
 from typing import Any
 
 import structlog
-from temporalio import activity
+from temporalio import activity, workflow
 
+from alliance import tracing
 from alliance.settings import Settings
 
 
@@ -30,6 +31,11 @@ def _temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("run_id", workflow_info.get("run_id"))
         event.setdefault("workflow_type", workflow_info.get("workflow_type"))
     event.pop("temporal_activity", None)
+    workflow_id = event.get("workflow_id")
+    if isinstance(workflow_id, str) and workflow_id.startswith("project-"):
+        # project-<id> and its reviews, project-<id>-review-<institution>
+        event.setdefault("project_id", workflow_id.removeprefix("project-").split("-review-")[0])
+    event.update(tracing.current_ids())
     return event
 
 
@@ -65,6 +71,8 @@ def configure(settings: Settings) -> None:
             ],
         )
     )
+    # The workflow id, run id and type are fields of their own (above), not appended to the message.
+    workflow.logger.workflow_info_on_message = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

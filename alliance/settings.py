@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=9464, description="Worker's /metrics port; unset to serve none")
 
+    # Tracing (OpenTelemetry): off unless switched on
+    tracing: Literal["off", "otlp", "console"] = "off"
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint")
+
     # Logs
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

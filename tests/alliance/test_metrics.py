@@ -4,6 +4,7 @@ own metrics; the API's /metrics counts its requests."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from decimal import Decimal
 
@@ -74,8 +75,30 @@ async def test_a_workers_metrics_count_what_it_published_and_include_the_sdks(
     assert any(name.startswith("temporal_activity_execution_latency") for name, _ in seen)
     # The SDK metrics the alert rules and the dashboard use are really served (failure counters appear only once
     # something fails, so not in this calm run).
-    served = {re.sub(r"_(bucket|sum|count)$", "", name) for name, _ in seen}
+    served = {re.sub(r"_(bucket|sum|count|total)$", "", name) for name, _ in seen}
     assert SDK_METRICS - {"temporal_workflow_task_execution_failed"} <= served, SDK_METRICS - served
+
+
+async def test_a_workers_log_lines_say_which_project_workflow_and_run(
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: WorkerProcesses
+) -> None:
+    projects = Projects(temporal_env.client, settings, Edge(settings))
+    await workers.start()
+    project_id = f"my-logs-{settings.task_queue[-6:]}"
+    await drive_to_completion(projects, project_id)
+    status = await asyncio.wait_for(finished(projects, project_id), 120)
+    await asyncio.sleep(0.5)  # the last lines reach the file
+    lines = [json.loads(line) for line in (workers.logs / "worker-0.log").read_text().splitlines() if line[:1] == "{"]
+    workflow_lines = [line for line in lines if line.get("logger") == "temporalio.workflow"]
+    activity_lines = [line for line in lines if line.get("logger") == "activities.publishing"]
+    assert workflow_lines and activity_lines
+    for line in workflow_lines + activity_lines:
+        assert line["project_id"] == project_id, line
+        assert line["workflow_id"] == f"project-{project_id}" and line["run_id"], line
+        assert "{'attempt'" not in line["event"], line  # the ids are fields, not appended to the message
+    stages = [line["stage"] for line in workflow_lines if line["event"].startswith("project entered")]
+    assert stages[-1] == status.stage.value == "completed"
+    assert len(stages) == len(set(stages)), "a workflow line was repeated (replay)"
 
 
 async def test_the_apis_metrics_count_its_requests(settings: Settings, temporal_env: WorkflowEnvironment) -> None:

@@ -48,3 +48,17 @@ def test_the_kill_test_recognises_the_bugs_precondition_in_these_histories_and_i
     assert ordinary
     for path in ordinary:
         assert not updates_after_a_timed_out_task(WorkflowHistory.from_json(path.stem, path.read_text())), path
+
+
+def test_the_restart_test_recognises_an_update_accepted_twice_and_no_ordinary_history() -> None:
+    """The second bug the fault tests found (tests/faults/test_temporal_restart.py): after a server restart, a decision
+    re-sent with its decision id was delivered and accepted again although its Update had completed; the server
+    failed every later task. This is that project's history, up to the reset that recovered it."""
+    from tests.faults.test_temporal_restart import stuck_on_a_re_accepted_update
+
+    history = WorkflowHistory.from_json(
+        "project-my-restart-c98913-05", (HERE / "update-accepted-twice-after-restart.json").read_text()
+    )
+    assert stuck_on_a_re_accepted_update(history)
+    for path in sorted((HERE.parent / "histories").glob("*/*.json")):
+        assert not stuck_on_a_re_accepted_update(WorkflowHistory.from_json(path.stem, path.read_text())), path
