@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from prometheus_client import REGISTRY
 
@@ -87,3 +90,119 @@ def test_the_dashboard_charts_served_metrics_only() -> None:
     families = {re.sub(r"_(bucket|sum|count|total|created)$", "", n) for n in product}
     shown = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in charted}
     assert families <= shown, families - shown
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    built = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "tools" / "promtool.sh")], capture_output=True, text=True, timeout=1400
+    )
+    assert built.returncode == 0, built.stderr
+    return built.stdout.strip()
+
+
+def fires(alert: str, labels: dict[str, str], rules: dict[str, Any]) -> dict[str, Any]:
+    """An expected alert for promtool: its labels, and its annotations rendered for those labels."""
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == alert]
+    annotations = {
+        key: re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], value)
+        for key, value in rule["annotations"].items()
+    }
+    return {"exp_labels": {**rule["labels"], **labels}, "exp_annotations": annotations}
+
+
+@pytest.mark.timeout(1500)  # the first run builds promtool
+def test_promtool_accepts_the_rules_and_each_alert_fires_when_it_should_and_not_before(
+    promtool: str, tmp_path: Path
+) -> None:
+    rules_file = OBSERVABILITY / "alert-rules.yaml"
+    checked = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = yaml.safe_load(rules_file.read_text())
+    cases = [
+        {  # overdue for 40 min, then for over an hour: the alert waits its `for: 1h`
+            "interval": "1m",
+            "input_series": [
+                {"series": 'alliance_reviews_overdue{institution="cdb"}', "values": "0x30 1x90"},
+                {"series": 'alliance_reviews_overdue{institution="exim"}', "values": "0x120"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "70m", "alertname": "AllianceReviewsOverdue", "exp_alerts": []},
+                {
+                    "eval_time": "100m",
+                    "alertname": "AllianceReviewsOverdue",
+                    "exp_alerts": [fires("AllianceReviewsOverdue", {"institution": "cdb"}, rules)],
+                },
+            ],
+        },
+        {  # workflow tasks failing for 10 minutes
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": 'temporal_workflow_task_execution_failed{namespace="default"}',
+                    "values": "0x10 1+1x30",
+                }
+            ],
+            "alert_rule_test": [
+                {"eval_time": "8m", "alertname": "AllianceWorkflowTasksFailing", "exp_alerts": []},
+                {
+                    "eval_time": "30m",
+                    "alertname": "AllianceWorkflowTasksFailing",
+                    "exp_alerts": [fires("AllianceWorkflowTasksFailing", {}, rules)],
+                },
+            ],
+        },
+        {  # pollers gone for more than 5 minutes
+            "interval": "1m",
+            "input_series": [
+                {"series": 'temporal_num_pollers{poller_type="workflow_task"}', "values": "2x10 0x20"},
+                {"series": 'temporal_num_pollers{poller_type="activity_task"}', "values": "2x30"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": "AllianceNoWorkerPolling", "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": "AllianceNoWorkerPolling",
+                    "exp_alerts": [fires("AllianceNoWorkerPolling", {}, rules)],
+                },
+            ],
+        },
+        {  # 9% of API requests fail on the server: alert; 1%: none
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": 'alliance_api_requests_total{method="POST",status="201"}',
+                    "values": "0+100x40",
+                },
+                {
+                    "series": 'alliance_api_requests_total{method="POST",status="503"}',
+                    "values": "0+10x40",
+                },
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "30m",
+                    "alertname": "AllianceApiServerErrors",
+                    "exp_alerts": [fires("AllianceApiServerErrors", {}, rules)],
+                }
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": 'alliance_api_requests_total{method="GET",status="200"}',
+                    "values": "0+100x40",
+                },
+                {
+                    "series": 'alliance_api_requests_total{method="GET",status="503"}',
+                    "values": "0+1x40",
+                },
+            ],
+            "alert_rule_test": [{"eval_time": "30m", "alertname": "AllianceApiServerErrors", "exp_alerts": []}],
+        },
+    ]
+    unit = tmp_path / "alert-rules.test.yaml"
+    unit.write_text(yaml.safe_dump({"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": cases}))
+    tested = subprocess.run([promtool, "test", "rules", str(unit)], capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
