@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from alliance.settings import Settings
+from tests.deploy.tools import go_tool
 from workflows import visibility
 
 pytestmark = pytest.mark.timeout(1500)  # the first run builds Compose from source
@@ -24,11 +25,7 @@ PRODUCT = {"worker": "worker", "streams": "streams", "api": "api"}
 
 @pytest.fixture(scope="module")
 def compose() -> str:
-    built = subprocess.run(
-        ["bash", str(ROOT / "deploy" / "tools" / "compose.sh")], capture_output=True, text=True, timeout=1400
-    )
-    assert built.returncode == 0, built.stderr
-    return built.stdout.strip()
+    return go_tool("compose")
 
 
 def config(compose: str, *env_file: Path) -> subprocess.CompletedProcess[str]:

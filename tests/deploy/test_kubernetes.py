@@ -16,6 +16,7 @@ import yaml
 
 from alliance.connections import topic_plan
 from alliance.settings import Settings
+from tests.deploy.tools import go_tool
 from workflows import visibility
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds kustomize
@@ -27,11 +28,7 @@ KUBERNETES_VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]
 
 @pytest.fixture(scope="module")
 def kustomize() -> str:
-    built = subprocess.run(
-        ["bash", str(ROOT / "deploy" / "tools" / "kustomize.sh")], capture_output=True, text=True, timeout=850
-    )
-    assert built.returncode == 0, built.stderr
-    return built.stdout.strip()
+    return go_tool("kustomize")
 
 
 def render(kustomize: str, overlay: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 import activities.publishing
 import alliance.api
 import streams.app
+from tests.deploy.tools import go_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -94,11 +95,7 @@ def test_the_dashboard_charts_served_metrics_only() -> None:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    built = subprocess.run(
-        ["bash", str(ROOT / "deploy" / "tools" / "promtool.sh")], capture_output=True, text=True, timeout=1400
-    )
-    assert built.returncode == 0, built.stderr
-    return built.stdout.strip()
+    return go_tool("promtool")
 
 
 def fires(alert: str, labels: dict[str, str], rules: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,19 @@ class StreamWorker:
             self.process.send_signal(signal.SIGKILL)
             await self.process.wait()
 
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Its /metrics, by series: (name, sorted labels) -> value."""
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(f"http://127.0.0.1:{self.settings.streams_web_port}/metrics")).text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    async def repairs(self) -> float:
+        return sum(v for (name, _), v in (await self.metrics()).items() if name == "alliance_stream_repairs_total")
+
     async def get(self, path: str) -> Any:
         url = f"http://127.0.0.1:{self.settings.streams_web_port}{path}"
         async with httpx.AsyncClient(timeout=5) as http:
@@ -171,14 +184,10 @@ async def test_a_killed_stream_worker_restarts_to_the_tables_of_a_fresh_computat
     assert alerts == {a.alert_id for a in open_alerts(list(expected_views.values()), settings, datetime.now(UTC))}
     # Operators' gauges, on the same worker's /metrics: open and overdue reviews per institution.
     now = datetime.now(UTC)
-    url = f"http://127.0.0.1:{settings.streams_web_port}/metrics"
-    async with httpx.AsyncClient(timeout=5) as http:
-        exposed = (await http.get(url)).text
     gauges = {
-        (s.name, s.labels["institution"]): s.value
-        for family in text_string_to_metric_families(exposed)
-        for s in family.samples
-        if s.name in ("alliance_reviews_open", "alliance_reviews_overdue")
+        (name, dict(labels)["institution"]): value
+        for (name, labels), value in (await stream_worker.metrics()).items()
+        if name in ("alliance_reviews_open", "alliance_reviews_overdue")
     }
     for institution in Institution:
         deadlines = [v.open_reviews[institution] for v in expected_views.values() if institution in v.open_reviews]
@@ -329,14 +338,7 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
                 break
             await asyncio.sleep(1)
         assert latest == wanted
-        async with httpx.AsyncClient(timeout=5) as http:
-            exposed = (await http.get(f"http://127.0.0.1:{settings.streams_web_port}/metrics")).text
-        repaired = sum(
-            s.value
-            for family in text_string_to_metric_families(exposed)
-            for s in family.samples
-            if s.name == "alliance_stream_repairs_total"
-        )
+        repaired = await stream_worker.repairs()
         print(
             f"checked: {len(streams)} projects; the survivor took over partitions {sorted(second_owns)} and its totals "
             f"equal a fresh computation; events the table missed and the leader sent again: {repaired:.0f}"
@@ -370,13 +372,6 @@ async def test_records_the_group_committed_past_without_folding_are_repaired(str
     views = fresh([e for s in streams for e in s])
     expected = compute(views.values(), rules.usd_per_unit, rules.rate_date).model_dump(mode="json")
     assert await eventually(stream_worker, "/portfolio/", expected, seconds=90) == expected
-    async with httpx.AsyncClient(timeout=5) as http:
-        exposed = (await http.get(f"http://127.0.0.1:{settings.streams_web_port}/metrics")).text
-    repaired = sum(
-        s.value
-        for family in text_string_to_metric_families(exposed)
-        for s in family.samples
-        if s.name == "alliance_stream_repairs_total"
-    )
+    repaired = await stream_worker.repairs()
     assert repaired >= sum(len(s) for s in streams)
     print(f"checked: {repaired:.0f} events sent again by the leader; the portfolio equals a fresh computation")
