@@ -641,6 +641,8 @@ def main() -> None:
     except UserError as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         code = 1
+    except SystemExit as stop:  # the stream worker (faust's `mode`) ends with sys.exit, 0 on a clean stop
+        code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
     except BaseException:
         import traceback
 

@@ -375,3 +375,18 @@ async def test_records_the_group_committed_past_without_folding_are_repaired(str
     repaired = await stream_worker.repairs()
     assert repaired >= sum(len(s) for s in streams)
     print(f"checked: {repaired:.0f} events sent again by the leader; the portfolio equals a fresh computation")
+
+
+async def test_a_stream_worker_asked_to_stop_stops_cleanly(stream_worker: StreamWorker) -> None:
+    """Ctrl-C or SIGTERM (what `alliance dev` and Kubernetes send): exit status 0 and no traceback."""
+    await stream_worker.start()
+    for _ in range(60):
+        if await _try(stream_worker.get("/partitions/")) is not None:
+            break
+        await asyncio.sleep(1)
+    assert stream_worker.process is not None
+    stream_worker.process.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(stream_worker.process.wait(), 60)
+    log = (stream_worker.logs / "streams-0.log").read_text()
+    assert code == 0, log[-2000:]
+    assert "Traceback" not in log, log[-2000:]
