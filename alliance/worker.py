@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_id(settings: Settings) -> str:
     """The worker's build id: the setting if given, else the package version plus the git revision when the code
-    runs from a checkout (`0.1.0+g1a2b3c4`, `+dirty` with uncommitted changes), else the package version alone (an
+    runs from a checkout (`0.1.0+g1a2b3c4`, `.dirty` with uncommitted changes), else the package version alone (an
     installed image: set ALLIANCE_BUILD_ID at build time to keep the revision)."""
     if settings.build_id:
         return settings.build_id
@@ -70,19 +70,20 @@ async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     publisher = Publisher(lambda: status_producer(settings), settings.status_topic, settings.instruction_topic)
     try:
         screening = Screening(settings.eligibility_rules())
+        versioning = deployment(settings)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             activities=[screening.screen_proposal, publisher.publish_status_events, publisher.send_instruction],
-            deployment_config=deployment(settings),
+            deployment_config=versioning,
         )
         async with worker:
             log.info(
                 "worker_started",
                 task_queue=settings.task_queue,
                 namespace=settings.temporal_namespace,
-                build_id=build_id(settings),
+                build_id=versioning.version.build_id,
                 versioning=settings.worker_versioning,
             )
             yield worker

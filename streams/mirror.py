@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -25,28 +26,42 @@ from pydantic import ValidationError
 from streams.projection import ProjectView
 
 
-class ViewsUnavailable(Exception):
-    """The changelog could not be read up to its end offsets (broker unreachable or too slow)."""
+class TopicUnreadable(Exception):
+    """A topic could not be read up to its end offsets (broker unreachable or too slow)."""
+
+
+class ViewsUnavailable(TopicUnreadable):
+    """The views changelog could not be read up to its end offsets."""
 
 
 def progress(view: ProjectView) -> tuple[int, int]:
     return view.last_sequence, len(view.held)
 
 
-class ViewMirror:
-    def __init__(self, options: dict[str, Any], topic: str, partitions: int, timeout: float = 15.0) -> None:
+class TopicReader:
+    """Every record of a topic, all its partitions, with no consumer group (nothing shared, nothing rebalanced):
+    each `catch_up` reads on from where the last one stopped up to the end offsets of that moment, handing each
+    record to `apply`."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        topic: str,
+        partitions: int,
+        apply: Callable[[ConsumerRecord[bytes, bytes]], None],
+        timeout: float = 15.0,
+    ) -> None:
         self.options = options
         self.topic = topic
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.apply = apply
         self.timeout = timeout
-        self.views: dict[str, ProjectView] = {}
-        self.unreadable = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
     async def _start(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
-            **self.options, group_id=None, enable_auto_commit=False, client_id=f"{self.topic}-mirror"
+            **self.options, group_id=None, enable_auto_commit=False, client_id=f"{self.topic}-reader"
         )
         try:
             await consumer.start()
@@ -63,8 +78,7 @@ class ViewMirror:
             await self._consumer.stop()
             self._consumer = None
 
-    async def catch_up(self) -> dict[str, ProjectView]:
-        """Reads the changelog up to the end offsets it has now; returns every project's view."""
+    async def catch_up(self) -> None:
         async with self._lock:
             try:
                 async with asyncio.timeout(self.timeout):
@@ -74,15 +88,30 @@ class ViewMirror:
                         batches = await consumer.getmany(*self.partitions, timeout_ms=200)
                         for records in batches.values():
                             for record in records:
-                                self._apply(record)
+                                self.apply(record)
             except TimeoutError as err:
-                raise ViewsUnavailable(
-                    f"the project views changelog {self.topic} could not be read to its end in {self.timeout:.0f} s"
-                ) from err
+                raise TopicUnreadable(f"{self.topic} could not be read to its end in {self.timeout:.0f} s") from err
             except KafkaError as err:
                 await self.stop()
-                raise ViewsUnavailable(f"the project views changelog {self.topic} cannot be read: {err}") from err
-            return self.views
+                raise TopicUnreadable(f"{self.topic} cannot be read: {err}") from err
+
+
+class ViewMirror:
+    def __init__(self, options: dict[str, Any], topic: str, partitions: int, timeout: float = 15.0) -> None:
+        self.views: dict[str, ProjectView] = {}
+        self.unreadable = 0
+        self.reader = TopicReader(options, topic, partitions, self._apply, timeout)
+
+    async def stop(self) -> None:
+        await self.reader.stop()
+
+    async def catch_up(self) -> dict[str, ProjectView]:
+        """Reads the changelog up to the end offsets it has now; returns every project's view."""
+        try:
+            await self.reader.catch_up()
+        except TopicUnreadable as err:
+            raise ViewsUnavailable(f"the project views changelog {err}") from err
+        return self.views
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.key is None or record.value is None:

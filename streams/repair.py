@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.events import StatusEvent
+from streams.mirror import TopicReader
 from streams.projection import ProjectView, fold
 
 
@@ -71,27 +71,12 @@ class SourceReader:
     """Reads the status topic into a SourceFold, up to the end offsets of each call (no consumer group)."""
 
     def __init__(self, options: dict[str, Any], topic: str, partitions: int, patience: float) -> None:
-        self.options = options
-        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self.fold = SourceFold(patience)
-        self._consumer: AIOKafkaConsumer | None = None
+        self.reader = TopicReader(options, topic, partitions, lambda record: self.fold.add(record.value))
 
     async def catch_up(self) -> SourceFold:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(**self.options, group_id=None, enable_auto_commit=False)
-            await consumer.start()
-            consumer.assign(self.partitions)
-            await consumer.seek_to_beginning(*self.partitions)
-            self._consumer = consumer
-        consumer = self._consumer
-        end = await consumer.end_offsets(self.partitions)
-        while [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(*self.partitions, timeout_ms=200)).values():
-                for record in records:
-                    self.fold.add(record.value)
+        await self.reader.catch_up()
         return self.fold
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await self.reader.stop()
