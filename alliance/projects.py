@@ -144,6 +144,7 @@ class Projects:
                     proposal=proposal,
                     timetable=timetable or self.settings.timetable(),
                     trusted_keys=[self.edge.public_pem] if self.edge else [],
+                    continue_as_new_after_events=self.settings.continue_as_new_after_events,
                 ),
                 id=wf_id,
                 task_queue=self.settings.task_queue,

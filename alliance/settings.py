@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     reminder_days_before: int = 5
     effectiveness_days: int = 180
     warranty_months: int = 12
+    milestone_reminder_days: int = Field(default=30, ge=0, description="Remind of an awaited milestone (0: never)")
+    continue_as_new_after_events: int = Field(
+        default=10_000, ge=100, description="A project's history length at which it continues as new"
+    )
 
     # Screening
     partner_countries: list[str] = Field(default_factory=lambda: list(PARTNER_COUNTRIES))
@@ -138,6 +142,7 @@ class Settings(BaseSettings):
             reminder_days_before=self.reminder_days_before,
             effectiveness_days=self.effectiveness_days,
             warranty_months=self.warranty_months,
+            milestone_reminder_days=self.milestone_reminder_days,
         )
 
     @property

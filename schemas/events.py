@@ -159,6 +159,16 @@ class MilestoneCompleted(EventData):
     by: str
 
 
+class MilestoneReminder(EventData):
+    """Another reminder interval has passed without the milestone the project awaits: a nudge to the contractor."""
+
+    kind: Literal["milestone_reminder"] = "milestone_reminder"
+    milestone_id: str
+    title: str
+    awaited_since: datetime
+    reminder: int = Field(ge=1, description="1 for the first reminder about this milestone, then 2, 3...")
+
+
 class DisbursementInstructed(EventData):
     kind: Literal["disbursement_instructed"] = "disbursement_instructed"
     milestone_id: str
@@ -210,6 +220,7 @@ Payload = Annotated[
     | ProjectEffective
     | EffectivenessLapsed
     | MilestoneCompleted
+    | MilestoneReminder
     | DisbursementInstructed
     | WarrantyStarted
     | RetentionReleased
@@ -237,6 +248,7 @@ PAYLOAD_MODELS: tuple[type[EventData], ...] = (
     ProjectEffective,
     EffectivenessLapsed,
     MilestoneCompleted,
+    MilestoneReminder,
     DisbursementInstructed,
     WarrantyStarted,
     RetentionReleased,

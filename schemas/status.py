@@ -97,6 +97,8 @@ class Milestone(BaseModel):
     certificate: AcceptanceCertificate | None = None
     completed_at: datetime | None = None
     completed_by: str | None = None
+    awaited_since: datetime | None = Field(default=None, description="When the project began waiting for it")
+    reminders: int = Field(default=0, description="Reminders sent while it was awaited")
 
 
 class Tranche(BaseModel):

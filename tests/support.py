@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -54,6 +55,19 @@ async def finished(projects: Projects, project_id: str) -> ProjectStatus:
     run_id = (await projects.client.get_workflow_handle(workflow_id(project_id)).describe()).run_id
     handle = projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(project_id), run_id=run_id)
     return await handle.result()
+
+
+async def runs_of(client: Client, wf_id: str, first_run_id: str) -> list[WorkflowHistory]:
+    """The histories of a workflow's runs, from `first_run_id` along its chain of continue-as-new."""
+    histories = []
+    run_id: str | None = first_run_id
+    while run_id:
+        history = await client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        continued = last.HasField("workflow_execution_continued_as_new_event_attributes")
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id if continued else None
+    return histories
 
 
 async def local_temporal() -> WorkflowEnvironment:

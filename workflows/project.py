@@ -54,7 +54,15 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         Tranche,
     )
-    from schemas.timetable import ProjectInput, ReviewClosed, ReviewInput, ReviewReminderDue, ReviewResult
+    from schemas.timetable import (
+        Continued,
+        ProjectInput,
+        RememberedDecision,
+        ReviewClosed,
+        ReviewInput,
+        ReviewReminderDue,
+        ReviewResult,
+    )
     from workflows import remit, visibility
     from workflows.deadlines import wait_until
     from workflows.delivery import add_months, milestone_payment, undrawn
@@ -65,6 +73,8 @@ WORKFLOW_ID_PREFIX = "project-"
 # Kafka may be down for a while: keep retrying, never give up on an event.
 PUBLISH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PUBLISH_BATCH = 100
+# Patch ids (see the README's rule for changing workflow code).
+MILESTONE_REMINDERS = "milestone-reminders"
 
 E = TypeVar("E", bound=ev.EventData)
 
@@ -121,12 +131,30 @@ class ProjectWorkflow:
         self._outbox: list[ev.StatusEvent] = []
         self._receipts: dict[str, tuple[str, Receipt]] = {}
         self._reviews: dict[Institution, workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]] = {}
+        self._continue_after = start.continue_as_new_after_events
+        self._run = 1
+        if start.continued is not None:
+            # A run that continues an earlier one: same project, same event numbering, same decisions remembered.
+            self._status = start.continued.status.model_copy(deep=True)
+            self._receipts = {d.decision_id: (d.digest, d.receipt) for d in start.continued.decisions}
+            self._run = start.continued.run
 
     # ------------------------------------------------------------------ run
 
     @workflow.run
     async def run(self, start: ProjectInput) -> ProjectStatus:
         publisher = asyncio.create_task(self._publish_outbox())
+        if start.continued is not None:
+            await self._carry_on()
+        else:
+            await self._from_proposal()
+        if self._cancelled:
+            await self._wind_down("the project was cancelled")
+        await workflow.wait_condition(lambda: not self._outbox and workflow.all_handlers_finished())
+        publisher.cancel()
+        return self._status
+
+    async def _from_proposal(self) -> None:
         p = self._proposal
         self._emit(
             ev.Proposed,
@@ -155,11 +183,14 @@ class ProjectWorkflow:
                 self._enter(Stage.rejected, "Rejected at screening: " + "; ".join(screening.reasons))
                 self._status.outcome = self._status.details
                 self._emit(ev.ScreeningFailed, reasons=screening.reasons)
-        if self._cancelled:
-            await self._wind_down("the project was cancelled")
-        await workflow.wait_condition(lambda: not self._outbox and workflow.all_handlers_finished())
-        publisher.cancel()
-        return self._status
+
+    async def _carry_on(self) -> None:
+        """A continued run: the earlier one stopped in delivery, waiting for its first milestone not completed."""
+        workflow.logger.info("project continued as new (run %d)", self._run, extra={"run": self._run})
+        self._set_details(self._status.details)
+        self._set_search_attributes()
+        awaited = next(i for i, m in enumerate(self._status.milestones) if m.completed_at is None)
+        await self._delivery(first=awaited)
 
     @property
     def _cancelled(self) -> bool:
@@ -607,16 +638,16 @@ class ProjectWorkflow:
 
     # ------------------------------------------------------------------ delivery
 
-    async def _delivery(self) -> None:
-        for milestone in self._status.milestones:
+    async def _delivery(self, first: int = 0) -> None:
+        for milestone in self._status.milestones[first:]:
             if self._cancelled:
                 return
-            if milestone.kind is MilestoneKind.final_acceptance:
+            if milestone.kind is MilestoneKind.final_acceptance and self._status.warranty_over_at is None:
                 await self._warranty()
                 if self._cancelled:
                     return
             self._set_details(f"Delivery: waiting for '{milestone.title}' ({milestone.milestone_id})")
-            await workflow.wait_condition(self._completed_or_cancelled(milestone))
+            await self._await_milestone(milestone)
             if milestone.completed_at is None:
                 return
             # A certified milestone is owed even if a cancellation arrives while it is being paid.
@@ -628,6 +659,66 @@ class ProjectWorkflow:
 
     def _completed_or_cancelled(self, milestone: Milestone) -> Callable[[], bool]:
         return lambda: self._cancelled or milestone.completed_at is not None
+
+    async def _await_milestone(self, milestone: Milestone) -> None:
+        """Waits for the milestone, reminding the contractor every `milestone_reminder_days` while it is awaited.
+
+        A late project can wait years: this loop is the one place where a project's history grows with time rather
+        than with decisions, so it is where the project continues as new.
+        """
+        done = self._completed_or_cancelled(milestone)
+        if milestone.awaited_since is None:
+            milestone.awaited_since = workflow.now()
+        every = self._timetable.milestone_reminder_days
+        if not every or not workflow.patched(MILESTONE_REMINDERS):
+            await workflow.wait_condition(done)
+            return
+        interval = timedelta(days=every)
+        while True:
+            if await wait_until(done, milestone.awaited_since + interval * (milestone.reminders + 1)):
+                return
+            # One reminder per interval; intervals missed while no worker ran are counted, not sent one by one.
+            milestone.reminders = max(milestone.reminders + 1, (workflow.now() - milestone.awaited_since) // interval)
+            self._emit(
+                ev.MilestoneReminder,
+                milestone_id=milestone.milestone_id,
+                title=milestone.title,
+                awaited_since=milestone.awaited_since,
+                reminder=milestone.reminders,
+            )
+            self._set_details(
+                f"Delivery: waiting for '{milestone.title}' ({milestone.milestone_id}) since "
+                f"{milestone.awaited_since:%Y-%m-%d}; reminder {milestone.reminders} sent"
+            )
+            info = workflow.info()
+            if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._continue_after:
+                await self._continue_as_new(done)
+
+    async def _continue_as_new(self, done: Callable[[], bool]) -> None:
+        """Continues as new once every event is published and no decision is being handled; returns (and the
+        project goes on in this run) if the milestone was completed or the project cancelled in the meantime."""
+        await workflow.wait_condition(lambda: not self._outbox and workflow.all_handlers_finished())
+        if done():
+            return
+        workflow.logger.info(
+            "project continues as new after %d history events", workflow.info().get_current_history_length()
+        )
+        workflow.continue_as_new(
+            ProjectInput(
+                proposal=self._proposal,
+                timetable=self._timetable,
+                trusted_keys=self._trusted_keys,
+                continue_as_new_after_events=self._continue_after,
+                continued=Continued(
+                    status=self._status,
+                    decisions=[
+                        RememberedDecision(decision_id=decision_id, digest=digest, receipt=receipt)
+                        for decision_id, (digest, receipt) in self._receipts.items()
+                    ],
+                    run=self._run + 1,
+                ),
+            )
+        )
 
     async def _warranty(self) -> None:
         provisional = next((m for m in self._status.milestones if m.kind is MilestoneKind.provisional_acceptance), None)
