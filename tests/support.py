@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,17 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from alliance.demo import CONTRACTOR, EXAMPLES
+from alliance.demo import CONTRACTOR, EXAMPLES, Driver
 from alliance.event_feed import project_events, records
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
+from schemas.decisions import AcceptanceCertificate, CompleteMilestone, Institution, Receipt
 from schemas.events import StatusEvent
 from schemas.identity import Identity
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus
+from schemas.timetable import Timetable
 from workflows import visibility
 from workflows.project import ProjectWorkflow, workflow_id
 
@@ -55,6 +58,43 @@ async def finished(projects: Projects, project_id: str) -> ProjectStatus:
     run_id = (await projects.client.get_workflow_handle(workflow_id(project_id)).describe()).run_id
     handle = projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(project_id), run_id=run_id)
     return await handle.result()
+
+
+@dataclass
+class LateDelivery:
+    """A project whose second milestone is `days` late, reminded every `every` days (see `drive_late_delivery`)."""
+
+    driver: Driver
+    first_run: str
+    survey: CompleteMilestone
+    receipt: Receipt
+
+
+async def drive_late_delivery(
+    env: WorkflowEnvironment, projects: Projects, proposal: Proposal, every: int, days: int
+) -> LateDelivery:
+    """On a time-skipping server: finances the project, completes its first milestone, then lets `days` pass
+    without the second. The edge's clock is moved with the server's, so that attestations stay valid."""
+    d = Driver(projects, proposal)
+    await d.start(Timetable(milestone_reminder_days=every, warranty_months=0))
+    first_run = (await projects.client.get_workflow_handle(workflow_id(proposal.project_id)).describe()).run_id
+    await d.approve(Institution.exim, "Chen Jie")
+    await d.satisfy_all()
+    first = proposal.milestones[0].id
+    survey = CompleteMilestone(
+        decision_id=f"{proposal.project_id}-{first}",
+        milestone_id=first,
+        certificate=AcceptanceCertificate(reference="AC-1", issued_by=proposal.borrower, issued_on=date(2026, 1, 5)),
+        by="Zhang Min, Inspur project manager",
+    )
+    receipt = await projects.decide(proposal.project_id, survey, CONTRACTOR)
+    await d.wait(lambda s: any(p.milestone_id == first for p in s.disbursements))
+    await env.sleep(timedelta(days=days))
+    offset = await env.get_current_time() - datetime.now(UTC)
+    assert projects.edge is not None
+    projects.edge.clock = lambda: datetime.now(UTC) + offset
+    await d.wait(lambda s: all(e.published for e in s.events))
+    return LateDelivery(driver=d, first_run=first_run, survey=survey, receipt=receipt)
 
 
 async def runs_of(client: Client, wf_id: str, first_run_id: str) -> list[WorkflowHistory]:

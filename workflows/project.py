@@ -3,6 +3,9 @@
 The workflow decides; activities act. People act through Updates whose validators refuse a bad decision
 before it reaches history; every accepted decision and every transition becomes one status event, numbered
 per project and queued in an outbox that a single publisher drains in order.
+
+A project waiting years for a late milestone continues as new from its reminder loop (`_await_milestone`); the next
+run starts from `ProjectInput.continued` and carries on waiting for the same milestone.
 """
 
 from __future__ import annotations

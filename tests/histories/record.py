@@ -3,8 +3,11 @@
 Run with `make histories` after a deliberate workflow change (with its `workflow.patched` guard), and commit the
 files under `current/`. Histories of earlier code stay in their own folders (`before-access-control/`: projects
 started before decisions carried attestations; `before-reviews-open-together/`: before the patch
-`reviews-open-before-their-clocks`): replaying them against new code is what catches a change that would break
-projects already running.
+`reviews-open-before-their-clocks`; `before-milestone-reminders/`: before the patch `milestone-reminders`):
+replaying them against new code is what catches a change that would break projects already running.
+
+`current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
+a time-skipping server: a milestone a year late, reminded weekly, with a history limit of 200 events.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from tests.support import local_temporal
+from tests.conftest import time_skipping_env
+from tests.support import drive_late_delivery, example, finished, local_temporal, runs_of
+from workflows.project import workflow_id
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -52,16 +57,39 @@ async def record() -> list[Path]:
             async with project_worker(temporal.client, settings):
                 for line in await run_demo(Projects(temporal.client, settings, Edge(settings))):
                     print(line)
-                written = []
+                written: list[Path] = []
                 async for execution in temporal.client.list_workflows():
                     history = await temporal.client.get_workflow_handle(execution.id).fetch_history()
                     path = HERE / "current" / f"{execution.id}.json"
                     path.parent.mkdir(exist_ok=True)
                     path.write_text(history.to_json() + "\n")
                     written.append(path)
-                return written
+            written += await record_continued(settings)
+            return written
     finally:
         subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "stop", "kafka"], env=env)
+
+
+async def record_continued(settings: Settings) -> list[Path]:
+    settings = settings.model_copy(update={"continue_as_new_after_events": 200})
+    proposal = example("ke-national-data-centre-2", "ke-late-delivery")
+    env = await time_skipping_env()
+    try:
+        async with project_worker(env.client, settings):
+            projects = Projects(env.client, settings, Edge(settings))
+            late = await drive_late_delivery(env, projects, proposal, every=7, days=364)
+            for milestone in proposal.milestones[1:]:
+                await late.driver.complete(milestone.id)
+            await finished(projects, proposal.project_id)
+            histories = await runs_of(env.client, workflow_id(proposal.project_id), late.first_run)
+    finally:
+        await env.shutdown()
+    written = []
+    for number, history in enumerate(histories, start=1):
+        path = HERE / "current" / f"{workflow_id(proposal.project_id)}-run-{number}.json"
+        path.write_text(history.to_json() + "\n")
+        written.append(path)
+    return written
 
 
 if __name__ == "__main__":

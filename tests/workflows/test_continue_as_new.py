@@ -4,24 +4,21 @@ too long, and the project carries on in the next run as if nothing happened (tim
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from alliance.demo import CONTRACTOR, Driver
+from alliance.demo import CONTRACTOR
 from alliance.event_feed import project_events
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import WORKFLOWS, project_worker
-from schemas.decisions import AcceptanceCertificate, CompleteMilestone, Institution
 from schemas.status import Stage
-from schemas.timetable import Timetable
 from tests.conftest import time_skipping_env
-from tests.support import assert_kafka_matches_history, example, finished, runs_of
+from tests.support import assert_kafka_matches_history, drive_late_delivery, example, finished, runs_of
 from workflows.project import workflow_id
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,28 +44,10 @@ async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_proj
 ) -> None:
     env, projects = skipping
     proposal = example("ke-national-data-centre-2", "ke-late-delivery")
-    d = Driver(projects, proposal)
-    await d.start(Timetable(milestone_reminder_days=EVERY, warranty_months=0))
-    first_run = (await projects.client.get_workflow_handle(workflow_id(proposal.project_id)).describe()).run_id
-    await d.approve(Institution.exim, "Chen Jie")
-    await d.satisfy_all()
-    survey = CompleteMilestone(
-        decision_id="ke-late-survey",
-        milestone_id="survey",
-        certificate=AcceptanceCertificate(reference="AC-1", issued_by=proposal.borrower, issued_on=date(2026, 1, 5)),
-        by="Zhang Min, Inspur project manager",
-    )
-    receipt = await projects.decide(proposal.project_id, survey, CONTRACTOR)
-    await d.wait(lambda s: any(p.milestone_id == "survey" for p in s.disbursements))
+    late = await drive_late_delivery(env, projects, proposal, EVERY, LATE)
+    status = await projects.status(proposal.project_id)
 
-    await env.sleep(timedelta(days=LATE))
-    # The edge signs attestations on the server's clock, now a year ahead of this machine's.
-    offset = await env.get_current_time() - datetime.now(UTC)
-    assert projects.edge is not None
-    projects.edge.clock = lambda: datetime.now(UTC) + offset
-    status = await d.wait(lambda s: all(e.published for e in s.events))
-
-    histories = await runs_of(projects.client, workflow_id(proposal.project_id), first_run)
+    histories = await runs_of(projects.client, workflow_id(proposal.project_id), late.first_run)
     lengths = [len(h.events) for h in histories]
     print(f"history lengths of the {len(histories)} runs: {lengths}")
     # Each run stops at the first reminder past the limit, once its outbox is published: a few events later.
@@ -90,11 +69,11 @@ async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_proj
     assert {r.milestone_id for r in reminders} == {"procurement"}  # type: ignore[union-attr]
     assert [p.milestone_id for p in status.disbursements] == ["survey"]
     # A decision taken in the first run, sent again, returns its first receipt and changes nothing.
-    assert await projects.decide(proposal.project_id, survey, CONTRACTOR) == receipt
+    assert await projects.decide(proposal.project_id, late.survey, CONTRACTOR) == late.receipt
     assert len((await projects.status(proposal.project_id)).events) == len(status.events)
 
     for milestone in ("procurement", "installation", "commissioning", "training", "provisional", "final"):
-        await d.complete(milestone)
+        await late.driver.complete(milestone)
     status = await finished(projects, proposal.project_id)
     assert status.stage is Stage.completed
     assert [p.milestone_id for p in status.disbursements] == [m.milestone_id for m in status.milestones]
@@ -102,5 +81,5 @@ async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_proj
     assert tranche.disbursed == tranche.approved and tranche.retained.amount == 0
     await assert_kafka_matches_history(projects.settings, status)
     last = await projects.client.get_workflow_handle(workflow_id(proposal.project_id)).describe()
-    assert last.run_id != first_run
+    assert last.run_id != late.first_run
     assert (await last.memo()).get("proposed_by") == str(CONTRACTOR)

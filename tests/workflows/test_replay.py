@@ -1,5 +1,6 @@
 """Committed histories of every path replay against the current workflow code without non-determinism."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ ROOT = Path(__file__).parents[1] / "histories"
 HISTORIES = sorted(ROOT.rglob("*.json"))
 
 
-@pytest.mark.parametrize("release", ["before-access-control", "before-reviews-open-together", "current"])
+RELEASES = ["before-access-control", "before-reviews-open-together", "before-milestone-reminders", "current"]
+
+
+@pytest.mark.parametrize("release", RELEASES)
 def test_there_is_a_history_for_every_path_and_review(release: str) -> None:
     names = {p.stem for p in (ROOT / release).glob("*.json")}
     for project in (
@@ -29,9 +33,23 @@ def test_there_is_a_history_for_every_path_and_review(release: str) -> None:
     assert any(name.endswith("-review-sinosure") for name in names)
 
 
+def test_there_are_histories_of_a_project_that_continued_as_new() -> None:
+    runs = sorted(
+        (ROOT / "current").glob("project-ke-late-delivery-run-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1])
+    )
+    # The first run, at least one run that both starts continued and ends continued as new, and the last.
+    assert len(runs) >= 3
+    texts = [path.read_text() for path in runs]
+    assert '"continuedExecutionRunId"' not in texts[0]
+    assert all('"continuedExecutionRunId"' in text for text in texts[1:])
+    assert all("workflowExecutionContinuedAsNewEventAttributes" in text for text in texts[:-1])
+    assert "workflowExecutionCompletedEventAttributes" in texts[-1]
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
 async def test_committed_history_replays_without_non_determinism(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    # The file is named after the workflow id (child ids derive from it), plus `-run-<n>` for one run of several.
+    history = WorkflowHistory.from_json(re.sub(r"-run-\d+$", "", path.stem), path.read_text())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
