@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -60,6 +60,14 @@ async def finished(projects: Projects, project_id: str) -> ProjectStatus:
     return await handle.result()
 
 
+async def follow_server_clock(env: WorkflowEnvironment, projects: Projects, ahead: timedelta = timedelta()) -> None:
+    """Sets the edge's clock to the time-skipping server's (plus `ahead`): attestations are checked against workflow
+    time, and expire minutes after the edge's time."""
+    offset = await env.get_current_time() - datetime.now(UTC) + ahead
+    assert projects.edge is not None
+    projects.edge.clock = lambda: datetime.now(UTC) + offset
+
+
 @dataclass
 class LateDelivery:
     """A project whose second milestone is `days` late, reminded every `every` days (see `drive_late_delivery`)."""
@@ -71,10 +79,16 @@ class LateDelivery:
 
 
 async def drive_late_delivery(
-    env: WorkflowEnvironment, projects: Projects, proposal: Proposal, every: int, days: int
+    env: WorkflowEnvironment,
+    projects: Projects,
+    proposal: Proposal,
+    every: int,
+    days: int,
+    meanwhile: Callable[[CompleteMilestone], Awaitable[None]] | None = None,
 ) -> LateDelivery:
     """On a time-skipping server: finances the project, completes its first milestone, then lets `days` pass
-    without the second. The edge's clock is moved with the server's, so that attestations stay valid."""
+    without the second (running `meanwhile` with the first milestone's decision as they pass). The edge's clock is
+    moved with the server's, so that attestations stay valid."""
     d = Driver(projects, proposal)
     await d.start(Timetable(milestone_reminder_days=every, warranty_months=0))
     first_run = (await projects.client.get_workflow_handle(workflow_id(proposal.project_id)).describe()).run_id
@@ -89,10 +103,14 @@ async def drive_late_delivery(
     )
     receipt = await projects.decide(proposal.project_id, survey, CONTRACTOR)
     await d.wait(lambda s: any(p.milestone_id == first for p in s.disbursements))
-    await env.sleep(timedelta(days=days))
-    offset = await env.get_current_time() - datetime.now(UTC)
-    assert projects.edge is not None
-    projects.edge.clock = lambda: datetime.now(UTC) + offset
+    if meanwhile is None:
+        await env.sleep(timedelta(days=days))
+    else:
+        # Decisions sent meanwhile are attested as of the end of the wait, so they stay valid while time jumps.
+        await follow_server_clock(env, projects, ahead=timedelta(days=days + 1))
+        sleeping = asyncio.ensure_future(env.sleep(timedelta(days=days)))
+        await asyncio.gather(sleeping, meanwhile(survey))
+    await follow_server_clock(env, projects)
     await d.wait(lambda s: all(e.published for e in s.events))
     return LateDelivery(driver=d, first_run=first_run, survey=survey, receipt=receipt)
 

@@ -3,6 +3,7 @@ too long, and the project carries on in the next run as if nothing happened (tim
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,13 +13,20 @@ from temporalio.worker import Replayer
 
 from alliance.demo import CONTRACTOR
 from alliance.event_feed import project_events
-from alliance.projects import Projects
+from alliance.projects import Projects, UserError
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import WORKFLOWS, project_worker
+from schemas.decisions import CompleteMilestone
 from schemas.status import Stage
 from tests.conftest import time_skipping_env
-from tests.support import assert_kafka_matches_history, drive_late_delivery, example, finished, runs_of
+from tests.support import (
+    assert_kafka_matches_history,
+    drive_late_delivery,
+    example,
+    finished,
+    runs_of,
+)
 from workflows.project import workflow_id
 
 pytestmark = pytest.mark.timeout(300)
@@ -26,6 +34,7 @@ pytestmark = pytest.mark.timeout(300)
 LIMIT = 200  # history events; the product's default is 10,000
 EVERY = 7  # days between reminders
 LATE = 52 * 7  # days the second milestone is late
+UPDATE_ACCEPTED = "workflow_execution_update_accepted_event_attributes"
 
 
 @pytest.fixture
@@ -44,12 +53,28 @@ async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_proj
 ) -> None:
     env, projects = skipping
     proposal = example("ke-national-data-centre-2", "ke-late-delivery")
-    late = await drive_late_delivery(env, projects, proposal, EVERY, LATE)
+    answers: list[object] = []
+
+    async def send_again_while_time_passes(survey: CompleteMilestone) -> None:
+        # The same decision, again and again, races each continue-as-new: every one must be answered.
+        for _ in range(60):
+            try:
+                answers.append(await projects.decide(proposal.project_id, survey, CONTRACTOR))
+            except UserError as err:
+                answers.append(err)
+            await asyncio.sleep(0.02)
+
+    late = await drive_late_delivery(env, projects, proposal, EVERY, LATE, send_again_while_time_passes)
+    print(f"{len(answers)} decisions sent again meanwhile: {len(set(map(str, answers)))} distinct answers")
+    assert answers == [late.receipt] * len(answers), {str(a) for a in answers}
     status = await projects.status(proposal.project_id)
 
     histories = await runs_of(projects.client, workflow_id(proposal.project_id), late.first_run)
     lengths = [len(h.events) for h in histories]
-    print(f"history lengths of the {len(histories)} runs: {lengths}")
+    accepted = [
+        sum(e.HasField("workflow_execution_update_accepted_event_attributes") for e in h.events) for h in histories
+    ]
+    print(f"history lengths of the {len(histories)} runs: {lengths}; decisions accepted in each: {accepted}")
     # Each run stops at the first reminder past the limit, once its outbox is published: a few events later.
     assert len(histories) >= 3, lengths
     assert all(length < LIMIT + 25 for length in lengths), lengths
@@ -65,8 +90,8 @@ async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_proj
     assert procurement.reminders == LATE // EVERY
     events = await project_events(projects.settings, proposal.project_id)
     reminders = [e.data for e in events if e.data.kind == "milestone_reminder"]
-    assert [r.reminder for r in reminders] == list(range(1, LATE // EVERY + 1))  # type: ignore[union-attr]
-    assert {r.milestone_id for r in reminders} == {"procurement"}  # type: ignore[union-attr]
+    assert [r.reminder for r in reminders] == list(range(1, LATE // EVERY + 1))
+    assert {r.milestone_id for r in reminders} == {"procurement"}
     assert [p.milestone_id for p in status.disbursements] == ["survey"]
     # A decision taken in the first run, sent again, returns its first receipt and changes nothing.
     assert await projects.decide(proposal.project_id, late.survey, CONTRACTOR) == late.receipt
