@@ -49,7 +49,7 @@ from schemas.decisions import (
 from schemas.identity import Identity, Role
 from schemas.money import Money
 from schemas.proposal import Proposal
-from schemas.status import ProjectStatus
+from schemas.status import Milestone, ProjectStatus
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Alliance Workflows: projects on Temporal, events on Kafka."
@@ -557,11 +557,19 @@ def _print_status(s: ProjectStatus) -> None:
                 m.title,
                 f"{m.payment_share_pct}%",
                 m.certificate.reference if m.certificate else "",
-                f"{m.completed_at:%Y-%m-%d}" if m.completed_at else "",
+                _milestone_state(m),
             )
         out.print(table)
     published = sum(e.published for e in s.events)
     out.print(f"Status events: {len(s.events)} ({published} published)")
+
+
+def _milestone_state(m: Milestone) -> str:
+    if m.completed_at:
+        return f"{m.completed_at:%Y-%m-%d}"
+    if m.awaited_since:
+        return f"awaited since {m.awaited_since:%Y-%m-%d}" + (f", {m.reminders} reminder(s)" if m.reminders else "")
+    return ""
 
 
 @app.command("list")
