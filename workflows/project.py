@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewResult,
     )
     from workflows import remit, visibility
-    from workflows.deadlines import wait_until
+    from workflows.deadlines import wait_until, wait_until_direct
     from workflows.delivery import add_months, milestone_payment, undrawn
     from workflows.remit import Action
     from workflows.review import REMINDER_SIGNAL, ReviewWorkflow
@@ -678,7 +678,7 @@ class ProjectWorkflow:
             return
         interval = timedelta(days=every)
         while True:
-            if await wait_until(done, milestone.awaited_since + interval * (milestone.reminders + 1)):
+            if await wait_until_direct(done, milestone.awaited_since + interval * (milestone.reminders + 1)):
                 return
             # One reminder per interval; intervals missed while no worker ran are counted, not sent one by one.
             milestone.reminders = max(milestone.reminders + 1, (workflow.now() - milestone.awaited_since) // interval)
