@@ -14,7 +14,7 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import ROOT, build_id
-from tests.faults.driving import drive_to_completion
+from tests.faults.driving import Halfway, drive_to_completion
 from tests.support import WorkerProcesses, finished
 from workflows.project import workflow_id
 
@@ -29,11 +29,15 @@ async def test_every_workflow_task_records_the_build_id_of_the_worker_that_compl
     projects = Projects(temporal_env.client, settings, Edge(settings))
     run = settings.task_queue.rsplit("-", 1)[-1][:6]
     project_id = f"my-versions-{run}"
-    driving = asyncio.create_task(drive_to_completion(projects, project_id))
-    await projects_in_delivery(projects, project_id)
+    # The driver waits in the middle of delivery while the first worker is replaced (polling for the stage could
+    # miss delivery altogether on a fast machine).
+    halfway = Halfway(1)
+    driving = asyncio.create_task(drive_to_completion(projects, project_id, halfway=halfway))
+    await asyncio.wait_for(halfway.all_arrived.wait(), 120)
     await workers.kill(first)
     workers.env["ALLIANCE_BUILD_ID"] = "0.1.0+gtest-second"
     await workers.start()
+    halfway.go()
     await asyncio.wait_for(driving, 180)
     await asyncio.wait_for(finished(projects, project_id), 60)
 
@@ -48,17 +52,6 @@ async def test_every_workflow_task_records_the_build_id_of_the_worker_that_compl
     assert set(stamps) == {"0.1.0+gtest-first", "0.1.0+gtest-second"}
     assert stamps[0] == "0.1.0+gtest-first" and stamps[-1] == "0.1.0+gtest-second"
     assert stamps.index("0.1.0+gtest-second") > max(i for i, s in enumerate(stamps) if s.endswith("first"))
-
-
-async def projects_in_delivery(projects: Projects, project_id: str) -> None:
-    for _ in range(300):
-        try:
-            if (await projects.status(project_id)).stage.value == "delivery":
-                return
-        except Exception:  # not started yet
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{project_id} did not reach delivery")
 
 
 def test_the_build_id_is_the_package_version_with_the_revision_unless_set(settings: Settings) -> None:
