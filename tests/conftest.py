@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,17 @@ async def time_skipping_env() -> WorkflowEnvironment:
         )
     )
     return env
+
+
+@asynccontextmanager
+async def time_skipping_projects(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
+    """A fresh time-skipping server with a project worker on it, and the projects' door to it."""
+    env = await time_skipping_env()
+    try:
+        async with project_worker(env.client, settings):
+            yield env, Projects(env.client, settings, Edge(settings))
+    finally:
+        await env.shutdown()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

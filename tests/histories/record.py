@@ -24,7 +24,7 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from tests.conftest import time_skipping_env
+from tests.conftest import time_skipping_projects
 from tests.support import drive_late_delivery, example, finished, local_temporal, runs_of
 from workflows.project import workflow_id
 
@@ -73,17 +73,12 @@ async def record() -> list[Path]:
 async def record_continued(settings: Settings) -> list[Path]:
     settings = settings.model_copy(update={"continue_as_new_after_events": 200})
     proposal = example("ke-national-data-centre-2", "ke-late-delivery")
-    env = await time_skipping_env()
-    try:
-        async with project_worker(env.client, settings):
-            projects = Projects(env.client, settings, Edge(settings))
-            late = await drive_late_delivery(env, projects, proposal, every=7, days=364)
-            for milestone in proposal.milestones[1:]:
-                await late.driver.complete(milestone.id)
-            await finished(projects, proposal.project_id)
-            histories = await runs_of(env.client, workflow_id(proposal.project_id), late.first_run)
-    finally:
-        await env.shutdown()
+    async with time_skipping_projects(settings) as (env, projects):
+        late = await drive_late_delivery(env, projects, proposal, every=7, days=364)
+        for milestone in proposal.milestones[1:]:
+            await late.driver.complete(milestone.id)
+        await finished(projects, proposal.project_id)
+        histories = await runs_of(env.client, workflow_id(proposal.project_id), late.first_run)
     written = []
     for number, history in enumerate(histories, start=1):
         path = HERE / "current" / f"{workflow_id(proposal.project_id)}-run-{number}.json"

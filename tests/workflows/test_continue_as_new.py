@@ -16,11 +16,10 @@ from alliance.demo import CONTRACTOR
 from alliance.event_feed import project_events
 from alliance.projects import Projects, UserError
 from alliance.settings import Settings
-from alliance.tokens import Edge
-from alliance.worker import WORKFLOWS, project_worker
+from alliance.worker import WORKFLOWS
 from schemas.decisions import CompleteMilestone
 from schemas.status import Stage
-from tests.conftest import time_skipping_env
+from tests.conftest import time_skipping_projects
 from tests.support import (
     assert_kafka_matches_history,
     drive_late_delivery,
@@ -41,12 +40,8 @@ UPDATE_ACCEPTED = "workflow_execution_update_accepted_event_attributes"
 @pytest.fixture
 async def skipping(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
     settings = settings.model_copy(update={"continue_as_new_after_events": LIMIT})
-    env = await time_skipping_env()
-    try:
-        async with project_worker(env.client, settings):
-            yield env, Projects(env.client, settings, Edge(settings))
-    finally:
-        await env.shutdown()
+    async with time_skipping_projects(settings) as skipping:
+        yield skipping
 
 
 async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_project_completes(

@@ -12,11 +12,9 @@ from alliance.demo import Driver
 from alliance.event_feed import project_events
 from alliance.projects import Projects, UserError
 from alliance.settings import Settings
-from alliance.tokens import Edge
-from alliance.worker import project_worker
 from schemas.decisions import Institution
 from schemas.status import ReviewStatus, Stage
-from tests.conftest import time_skipping_env
+from tests.conftest import time_skipping_projects
 from tests.support import example, finished
 
 pytestmark = pytest.mark.timeout(240)
@@ -24,12 +22,8 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 async def skipping(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
-    env = await time_skipping_env()
-    try:
-        async with project_worker(env.client, settings):
-            yield env, Projects(env.client, settings, Edge(settings))
-    finally:
-        await env.shutdown()
+    async with time_skipping_projects(settings) as skipping:
+        yield skipping
 
 
 async def test_an_unanswered_review_is_reminded_then_expires_and_financing_is_declined(
