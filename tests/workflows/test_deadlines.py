@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -15,7 +15,7 @@ from alliance.settings import Settings
 from schemas.decisions import Institution
 from schemas.status import ReviewStatus, Stage
 from tests.conftest import time_skipping_projects
-from tests.support import example, finished
+from tests.support import example, finished, follow_server_clock
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -94,10 +94,7 @@ async def test_final_acceptance_waits_for_the_twelve_month_warranty(
         await d.report_milestone("final")
 
     await env.sleep(timedelta(days=367))
-    server_now = await env.get_current_time()
-    offset = server_now - datetime.now(UTC)
-    assert projects.edge is not None
-    projects.edge.clock = lambda: datetime.now(UTC) + offset
+    await follow_server_clock(env, projects)
     await d.complete("final")
     status = await finished(projects, proposal.project_id)
     assert status.stage is Stage.completed
