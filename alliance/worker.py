@@ -64,8 +64,9 @@ def deployment(settings: Settings) -> WorkerDeploymentConfig:
 
 
 @asynccontextmanager
-async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """A started worker with its Kafka producer; both stop when the block ends."""
+async def project_worker(client: Client, settings: Settings, max_cached_workflows: int = 1000) -> AsyncIterator[Worker]:
+    """A started worker with its Kafka producer; both stop when the block ends. With `max_cached_workflows=0` every
+    workflow task and query replays the history (what the determinism tests use)."""
     await ensure_topics(settings)
     publisher = Publisher(lambda: status_producer(settings), settings.status_topic, settings.instruction_topic)
     try:
@@ -77,6 +78,7 @@ async def project_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             workflows=WORKFLOWS,
             activities=[screening.screen_proposal, publisher.publish_status_events, publisher.send_instruction],
             deployment_config=versioning,
+            max_cached_workflows=max_cached_workflows,
         )
         async with worker:
             log.info(

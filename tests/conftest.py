@@ -134,11 +134,13 @@ async def time_skipping_env() -> WorkflowEnvironment:
 
 
 @asynccontextmanager
-async def time_skipping_projects(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
+async def time_skipping_projects(
+    settings: Settings, max_cached_workflows: int = 1000
+) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
     """A fresh time-skipping server with a project worker on it, and the projects' door to it."""
     env = await time_skipping_env()
     try:
-        async with project_worker(env.client, settings):
+        async with project_worker(env.client, settings, max_cached_workflows):
             yield env, Projects(env.client, settings, Edge(settings))
     finally:
         await env.shutdown()

@@ -20,20 +20,16 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
-from activities.publishing import Publisher
-from activities.screening import Screening
-from alliance.connections import ensure_topics, status_producer
 from alliance.demo import Driver
 from alliance.projects import Projects
 from alliance.settings import Settings
-from alliance.tokens import Edge
 from alliance.worker import WORKFLOWS
 from schemas.decisions import Institution
 from schemas.status import Stage
 from schemas.timetable import Timetable
-from tests.conftest import time_skipping_env
+from tests.conftest import time_skipping_projects
 from tests.support import example, finished, follow_server_clock
 from workflows.project import workflow_id
 
@@ -42,22 +38,8 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 async def uncached(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
-    env = await time_skipping_env()
-    await ensure_topics(settings)
-    publisher = Publisher(lambda: status_producer(settings), settings.status_topic, settings.instruction_topic)
-    screening = Screening(settings.eligibility_rules())
-    try:
-        async with Worker(
-            env.client,
-            task_queue=settings.task_queue,
-            workflows=WORKFLOWS,
-            activities=[screening.screen_proposal, publisher.publish_status_events, publisher.send_instruction],
-            max_cached_workflows=0,
-        ):
-            yield env, Projects(env.client, settings, Edge(settings))
-    finally:
-        await publisher.stop()
-        await env.shutdown()
+    async with time_skipping_projects(settings, max_cached_workflows=0) as uncached:
+        yield uncached
 
 
 def tasks_with_an_update_and_an_activity_result(history: WorkflowHistory) -> int:
