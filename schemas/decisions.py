@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.money import Money
 from schemas.proposal import Reference, Strict, Text
+from schemas.stage import Stage
 
 DecisionId = Annotated[
     str,
@@ -59,6 +60,13 @@ class Decision(Strict):
     attestation: str | None = Field(
         default=None,
         description="Set by the API or CLI: the edge's signed statement of who sends this decision (EdDSA JWT)",
+    )
+    based_on_sequence: int | None = Field(
+        default=None,
+        ge=0,
+        description="The status `sequence` the decider read (the API's If-Match). A project that has not reached it "
+        "yet waits for it (bounded); one that has since changed what this decision is about refuses it "
+        "(PreconditionFailed, HTTP 412) naming the change. Absent: decided against whatever the project is now.",
     )
 
 
@@ -122,3 +130,34 @@ class Receipt(BaseModel):
     decision_id: str
     message: str
     event_sequence: int = Field(description="Sequence number of the status event the decision produced")
+    stage: Stage | None = Field(
+        default=None,
+        description="The project's stage once the decision's effects were applied (absent on receipts of decisions "
+        "taken before receipts carried it)",
+    )
+    sequence: int | None = Field(
+        default=None,
+        description="The project's status `sequence` once the decision's effects were applied: a status read at or "
+        "after it shows them",
+    )
+
+
+class AwaitProgress(Strict):
+    """A bounded wait for the project to move on (the `await_progress` Update): returns as soon as the project's
+    status `sequence` reaches `min_sequence`, or its stage is one of `stages` or final, or after `timeout_seconds`
+    of workflow time, whichever is first. Lets a client follow a project without polling queries."""
+
+    min_sequence: Annotated[int, Field(ge=0)] | None = None
+    stages: list[Stage] = Field(default_factory=list)
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
+
+
+class Progress(BaseModel):
+    """Where a project stands, in brief: what `await_progress` returns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    sequence: int = Field(description="Sequence number of the project's latest status event")
+    details: str
+    reached: bool = Field(description="False when the wait ended at its timeout before the awaited progress")

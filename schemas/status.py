@@ -11,26 +11,9 @@ from pydantic import BaseModel, Field
 from schemas.decisions import AcceptanceCertificate, Institution, Terms
 from schemas.money import Money
 from schemas.proposal import EximFacility, MilestoneKind, Sector
+from schemas.stage import FINAL_STAGES, Stage
 
-
-class Stage(StrEnum):
-    screening = "screening"
-    financing = "financing"
-    effectiveness = "effectiveness"
-    delivery = "delivery"
-    warranty = "warranty"
-    completed = "completed"
-    rejected = "rejected"
-    financing_declined = "financing_declined"
-    lapsed = "lapsed"
-    cancelled = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STAGES
-
-
-FINAL_STAGES = frozenset({Stage.completed, Stage.rejected, Stage.financing_declined, Stage.lapsed, Stage.cancelled})
+__all__ = ["FINAL_STAGES", "Stage"]
 
 
 class ReviewStatus(StrEnum):
@@ -141,6 +124,12 @@ class ProjectStatus(BaseModel):
     warranty_over_at: datetime | None = Field(default=None, description="When final acceptance became possible")
     outcome: str | None = Field(default=None, description="Why the project ended where it did")
     events: list[EventRef] = Field(default_factory=list)
+    sequence: int = Field(
+        default=0,
+        ge=0,
+        description="Sequence number of the project's latest status event (0 before the first): the version a "
+        "decision can be based on (`based_on_sequence`, the API's ETag and If-Match)",
+    )
 
     @property
     def pending_institutions(self) -> list[Institution]:

@@ -139,6 +139,7 @@ class ProjectWorkflow:
         if start.continued is not None:
             # A run that continues an earlier one: same project, same event numbering, same decisions remembered.
             self._status = start.continued.status.model_copy(deep=True)
+            self._status.sequence = len(self._status.events)  # statuses carried before `sequence` existed
             self._receipts = {d.decision_id: (d.digest, d.receipt) for d in start.continued.decisions}
             self._run = start.continued.run
 
@@ -916,6 +917,7 @@ class ProjectWorkflow:
         self._status.events.append(
             EventRef(sequence=sequence, event_id=event.id, type=event.type, time=event.time, published=False)
         )
+        self._status.sequence = sequence
         return sequence
 
     async def _publish_outbox(self) -> None:
