@@ -93,8 +93,10 @@ class Settings(BaseSettings):
     effectiveness_days: int = 180
     warranty_months: int = 12
     milestone_reminder_days: int = Field(default=30, ge=0, description="Remind of an awaited milestone (0: never)")
+    # Workers keep no workflow cache, so every workflow task replays the history: about 1 ms of CPU per event here
+    # (docs/performance.md, "Workflow cache"); 1,000 keeps a task near a second, far from the 10 s task timeout.
     continue_as_new_after_events: int = Field(
-        default=10_000, ge=100, description="A project's history length at which it continues as new"
+        default=1_000, ge=100, description="A project's history length at which it continues as new"
     )
 
     # Screening
