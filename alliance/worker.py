@@ -35,6 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # restart can strand a project without a cache; each task costs a replay of its history, bounded by continue-as-new.
 # Why, with figures: docs/performance.md ("Workflow cache"); the race on purpose: tests/faults/test_query_runahead.py.
 WORKFLOW_CACHE = 0
+# Workflow tasks one worker takes at a time. Without a cache each one replays its history (about 1 ms of CPU per
+# event) on one Python thread, so a worker that took the SDK's default of 100 would hold tasks it cannot start for
+# longer than the 10 s workflow task timeout: they time out and come back, and a decision sent meanwhile is refused
+# ("Workflow Task in failed state"), seen under load in bench.lifecycle. Tasks a worker has not taken wait on the
+# task queue, where no timeout runs, for any worker to take.
+WORKFLOW_TASK_SLOTS = 4
 
 
 def build_id(settings: Settings) -> str:
@@ -92,6 +98,8 @@ async def project_worker(
             activities=[screening.screen_proposal, publisher.publish_status_events, publisher.send_instruction],
             deployment_config=versioning,
             max_cached_workflows=max_cached_workflows,
+            max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
+            max_concurrent_workflow_task_polls=min(WORKFLOW_TASK_SLOTS, 5),
         )
         async with worker:
             log.info(

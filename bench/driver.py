@@ -123,4 +123,5 @@ class LeanDriver:
             )
             receipt = await self.send(report, CONTRACTOR)
         if receipt.stage is not Stage.completed:
-            await self.progress(stages=[Stage.completed])
+            # The workflow's end is its result (an Update still waiting when the run closes is aborted).
+            await self.projects.client.get_workflow_handle(workflow_id(self.pid)).result()
