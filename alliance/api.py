@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, Field
@@ -133,6 +135,26 @@ IdempotencyKey = Annotated[
 ]
 
 
+class ExactRequest(Request):
+    """A request whose JSON numbers with a fraction are read as Decimals from their text, never through a float:
+    an amount sent as a number keeps its digits (schemas/money.py)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
+class ExactRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            return await handler(ExactRequest(request.scope, request.receive))
+
+        return exact
+
+
 def projects(request: Request) -> Projects:
     found: Projects = request.app.state.projects
     return found
@@ -172,6 +194,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         "conditions precedent, milestones. Authenticate with a bearer token (`alliance token issue`).",
         lifespan=lifespan,
     )
+    app.router.route_class = ExactRoute
     if client is not None:
         app.state.projects = Projects(client, settings, Edge(settings))
     tracing.instrument_api(app, settings)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,8 @@ def load_proposal(path: Path) -> Proposal:
     if size > MAX_PROPOSAL_BYTES:
         raise UserError(f"proposal file {path} is {size:,} bytes; a proposal is at most {MAX_PROPOSAL_BYTES:,}")
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        # Numbers with a fraction are read as Decimals from their text, never through a float (schemas/money.py).
+        raw = json.loads(path.read_bytes().decode("utf-8"), parse_float=Decimal)
     except UnicodeDecodeError as err:
         raise UserError(f"proposal file {path} is not UTF-8 text") from err
     except (json.JSONDecodeError, RecursionError) as err:
