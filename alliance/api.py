@@ -28,76 +28,57 @@ from temporalio.client import Client
 
 from alliance import metrics, tracing
 from alliance.connections import connect_temporal
-from alliance.projects import MAX_PROPOSAL_BYTES, ProjectRow, Projects, UserError, describe_errors
+from alliance.projects import MAX_PROPOSAL_BYTES, ProjectRow, Projects, Started, UserError, describe_errors
 from alliance.settings import Settings, get_settings
 from alliance.tokens import CredentialError, Edge
 from schemas.decisions import (
-    Approve,
-    Cancel,
-    CompleteMilestone,
     Decision,
     Institution,
-    ProvideInformation,
     Receipt,
-    Reject,
-    RequestInformation,
-    SatisfyCondition,
 )
 from schemas.identity import Identity
 from schemas.money import Money
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, ReviewStatus, Stage
-from workflows import remit
+from workflows import catalogue, remit
 from workflows.remit import Action
 
 log = structlog.get_logger(__name__)
-# Each decision: its path under /projects/{project_id}/, the remit it needs, and its summary (the CLI's API client
-# posts to the same paths).
-DECISION_ROUTES: dict[type[Decision], tuple[str, Action, str]] = {
-    Approve: ("approvals", Action.approve, "An institution approves its part of the financing"),
-    Reject: ("rejections", Action.reject, "An institution rejects the financing"),
-    RequestInformation: (
-        "information-requests",
-        Action.request_information,
-        "An institution asks the contractor for information",
-    ),
-    ProvideInformation: (
-        "information-responses",
-        Action.provide_information,
-        "The contractor answers an information request",
-    ),
-    SatisfyCondition: ("conditions-satisfied", Action.satisfy_condition, "A condition precedent is satisfied"),
-    CompleteMilestone: (
-        "milestones-completed",
-        Action.complete_milestone,
-        "A milestone is completed with its certificate",
-    ),
-    Cancel: ("cancellation", Action.cancel, "The project is cancelled"),
-}
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 API_REQUESTS = Counter("alliance_api_requests", "API requests answered", ["method", "route", "status"])
 API_SECONDS = Histogram("alliance_api_request_seconds", "API request duration", ["method", "route"])
 
 STATUS_OF = {
     "invalid": 422,
+    "missing_key": 400,
+    "key_reused": 422,
     "unauthenticated": 401,
     "forbidden": 403,
     "unknown": 404,
     "refused": 409,
     "conflict": 409,
+    "in_progress": 409,
+    "precondition_failed": 412,
     "unavailable": 503,
 }
+PROBLEM_TYPE = "https://alliance.example/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 class Problem(BaseModel):
-    code: str = Field(description="Stable: invalid, unauthenticated, forbidden, unknown, refused, conflict, ...")
+    """An error as RFC 9457 problem details (`application/problem+json`), with the product's stable `code` and
+    the `field` at fault when there is one."""
+
+    type: str = Field(description=f"{PROBLEM_TYPE}<code>")
+    title: str = Field(description="The code in words")
+    status: int = Field(description="The HTTP status code")
+    detail: str = Field(description="What went wrong, in one sentence (the same as `message`)")
+    code: str = Field(
+        description="Stable: invalid, missing_key, key_reused, in_progress, unauthenticated, forbidden, unknown, "
+        "refused, conflict, precondition_failed, too_large, unavailable, internal"
+    )
     message: str
     field: str | None = None
-
-
-class ProjectStarted(BaseModel):
-    project_id: str
-    workflow_id: str
 
 
 class InboxItem(BaseModel):
@@ -114,25 +95,37 @@ class InboxItem(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
     for code, text in {
+        400: "No Idempotency-Key header on a request that needs one",
         401: "No valid credential",
         403: "Outside the caller's remit",
         404: "Unknown project",
-        409: "Refused by the project, or a conflicting request",
+        409: "Refused by the project, a conflicting request, or the same key still being processed",
         413: "Request body larger than the API takes",
-        422: "Invalid input (the field is named)",
+        422: "Invalid input (the field is named), or an idempotency key used before for another request",
+        503: "Temporal or the project's worker did not answer in time",
     }.items()
 }
 
 IdempotencyKey = Annotated[
-    str,
+    str | None,
     Header(
         alias="Idempotency-Key",
         min_length=1,
         max_length=100,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
-        description="The same key returns the first result and changes nothing",
+        description="Required (draft-ietf-httpapi-idempotency-key-header). The key is bound to this request's "
+        "fingerprint: the same request again returns the first result and changes nothing; the same key with "
+        "another body or for another resource is refused (422); while the first is still being processed, 409.",
     ),
 ]
+
+
+def required_key(key: str | None) -> str:
+    if key is None:
+        raise UserError(
+            "Idempotency-Key: this request needs an Idempotency-Key header (a new UUID per request)", "missing_key"
+        )
+    return key
 
 
 class ExactRequest(Request):
@@ -241,7 +234,14 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, err: UserError) -> JSONResponse:
-        return problem(STATUS_OF.get(err.kind, 400), err.kind, str(err))
+        field = "Idempotency-Key" if err.kind in ("missing_key", "key_reused", "in_progress") else None
+        return problem(STATUS_OF.get(err.kind, 400), err.kind, str(err), field=field)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, err: Exception) -> JSONResponse:
+        # A bug, not the caller's fault: logged with its traceback here, one JSON problem for the caller.
+        log.exception("api_request_failed", method=request.method, path=request.url.path)
+        return problem(500, "internal", "the API failed on this request; its log has the details")
 
     @app.exception_handler(CredentialError)
     async def credential_error(_: Request, err: CredentialError) -> JSONResponse:
@@ -255,18 +255,13 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         )
         return problem(422, "invalid", describe_errors(errors) or "invalid request", field=".".join(loc) or None)
 
-    @app.post("/projects", status_code=201, response_model=ProjectStarted, responses=ERRORS, tags=["projects"])
+    @app.post("/projects", status_code=201, response_model=Started, responses=ERRORS, tags=["projects"])
     async def submit_proposal(
-        proposal: Proposal, identity: Caller, service: Service, key: IdempotencyKey
-    ) -> ProjectStarted:
-        permit(identity, Action.propose)
-        try:
-            wf_id = await service.propose(proposal, actor=identity, idempotency_key=key)
-        except UserError as err:
-            if err.kind != "conflict" or not await service.started_with(proposal.project_id, key):
-                raise
-            wf_id = f"project-{proposal.project_id}"
-        return ProjectStarted(project_id=proposal.project_id, workflow_id=wf_id)
+        proposal: Proposal, identity: Caller, service: Service, key: IdempotencyKey = None
+    ) -> Started:
+        """Starts a project. The same request again (same key, same proposal) answers 201 with `replayed: true`
+        and changes nothing."""
+        return await service.propose(proposal, actor=identity, idempotency_key=required_key(key))
 
     @app.get("/projects", response_model=list[ProjectRow], responses=ERRORS, tags=["projects"])
     async def list_projects(
@@ -325,10 +320,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     def decision_route(path: str, model: type[Decision], action: Action, summary: str) -> None:
         async def decide(
-            project_id: str, decision: Decision, identity: Caller, service: Service, key: IdempotencyKey
+            project_id: str, decision: Decision, identity: Caller, service: Service, key: IdempotencyKey = None
         ) -> Receipt:
             permit(identity, action, getattr(decision, "institution", None))
-            if decision.decision_id != key:
+            if decision.decision_id != required_key(key):
                 raise UserError("decision_id: must equal the Idempotency-Key header", "invalid")
             return await service.decide(project_id, decision, identity)
 
@@ -343,16 +338,24 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             tags=["decisions"],
         )(decide)
 
-    for model, (path, action, summary) in DECISION_ROUTES.items():
-        decision_route(path, model, action, summary)
+    for kind in catalogue.CATALOGUE:
+        decision_route(kind.route, kind.model, kind.action, kind.summary)
     return app
 
 
 def problem(
     status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = Problem(code=code, message=message, field=field).model_dump(exclude_none=True)
-    return JSONResponse(status_code=status, content=body, headers=headers)
+    body = Problem(
+        type=PROBLEM_TYPE + code,
+        title=code.replace("_", " ").capitalize(),
+        status=status,
+        detail=message,
+        code=code,
+        message=message,
+        field=field,
+    ).model_dump(exclude_none=True)
+    return JSONResponse(status_code=status, content=body, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def redacted(status: ProjectStatus) -> ProjectStatus:

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from alliance.api import DECISION_ROUTES
-from alliance.projects import ProjectRow, UserError
+from alliance.projects import ProjectRow, Started, UserError
 from schemas.decisions import Decision, Receipt
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus
+from workflows import catalogue
 
 KINDS = {401: "unauthenticated", 403: "forbidden", 404: "unknown", 409: "refused", 422: "invalid"}
 
@@ -32,19 +32,21 @@ class ApiProjects:
         except httpx.HTTPError as err:
             raise UserError(f"cannot reach the API at {self.base_url}: {err}", "unavailable") from err
         if response.status_code >= 400:
+            kind = KINDS.get(response.status_code, "unavailable")
             try:
-                message = response.json()["message"]
+                problem = response.json()
+                message, kind = str(problem["message"]), str(problem.get("code") or kind)
             except (ValueError, KeyError, TypeError):
-                message = response.text[:200]
-            raise UserError(message, KINDS.get(response.status_code, "unavailable"))
+                message = f"the API answered {response.status_code}: {response.text[:200]}"
+            raise UserError(message, kind)
         return response.json()
 
-    async def propose(self, proposal: Proposal) -> str:
+    async def propose(self, proposal: Proposal) -> Started:
         started = await self._call("POST", "/projects", proposal.model_dump(mode="json"), key=proposal.project_id)
-        return str(started["workflow_id"])
+        return Started.model_validate(started)
 
     async def decide(self, project_id: str, decision: Decision) -> Receipt:
-        path = f"/projects/{project_id}/{DECISION_ROUTES[type(decision)][0]}"
+        path = f"/projects/{project_id}/{catalogue.kind_of(decision).route}"
         body = decision.model_dump(mode="json", exclude={"attestation"})
         return Receipt.model_validate(await self._call("POST", path, body, key=decision.decision_id))
 

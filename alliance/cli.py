@@ -29,7 +29,7 @@ from rich.table import Table
 from alliance import logs, tracing
 from alliance.api_client import ApiProjects
 from alliance.connections import connect_temporal
-from alliance.projects import ProjectRow, Projects, UserError, explain_validation, load_proposal
+from alliance.projects import ProjectRow, Projects, Started, UserError, explain_validation, load_proposal
 from alliance.settings import Settings, get_settings
 from alliance.tokens import CredentialError, Edge
 from schemas.decisions import (
@@ -68,7 +68,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class Operations(Protocol):
-    async def propose(self, proposal: Proposal) -> str: ...
+    async def propose(self, proposal: Proposal) -> Started: ...
     async def decide(self, project_id: str, decision: Decision) -> Receipt: ...
     async def status(self, project_id: str) -> ProjectStatus: ...
     async def list(self, **filters: str | None) -> list[ProjectRow]: ...
@@ -108,8 +108,9 @@ class Direct:
         except CredentialError as err:
             raise UserError(f"{err} (pass --token or set ALLIANCE_TOKEN)", "unauthenticated") from err
 
-    async def propose(self, proposal: Proposal) -> str:
-        return await self.projects.propose(proposal, actor=self._identity())
+    async def propose(self, proposal: Proposal) -> Started:
+        # The project id is the proposal's idempotency key: the same file again changes nothing and says so.
+        return await self.projects.propose(proposal, actor=self._identity(), idempotency_key=proposal.project_id)
 
     async def decide(self, project_id: str, decision: Decision) -> Receipt:
         return await self.projects.decide(project_id, decision, self._identity())
@@ -374,8 +375,14 @@ def demo() -> None:
 def propose(file: Annotated[Path, typer.Argument(help="Proposal as JSON (see examples/)")]) -> None:
     """Start a project from a proposal file."""
     proposal = load_proposal(file)
-    wf_id = _act(lambda operations: operations.propose(proposal))
-    out.print(f"Started project {proposal.project_id} (workflow {wf_id}); screening runs now.")
+    started = _act(lambda operations: operations.propose(proposal))
+    if started.replayed:
+        out.print(
+            f"Project {proposal.project_id} was already started by this same proposal (workflow "
+            f"{started.workflow_id}); nothing changed."
+        )
+    else:
+        out.print(f"Started project {proposal.project_id} (workflow {started.workflow_id}); screening runs now.")
 
 
 @app.command()

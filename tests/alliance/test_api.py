@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -18,12 +17,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from alliance.api import OPENAPI_FILE, create_app, openapi_document
 from alliance.demo import CONTRACTOR, OPERATOR, Driver, officer_of
-from alliance.projects import Projects
+from alliance.projects import Projects, UserError
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from schemas.decisions import Approve, Institution
+from schemas.decisions import Approve, AwaitProgress, Institution, RequestInformation
 from schemas.identity import Identity, Role
 from schemas.money import Money
+from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, Stage
 from tests.support import example, raw_example
 from workflows.project import ProjectWorkflow, workflow_id
@@ -87,6 +87,13 @@ async def api(projects: Projects, settings: Settings, temporal_env: WorkflowEnvi
     app = create_app(settings, client=temporal_env.client)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         yield Api(http, Edge(settings))
+
+
+async def project_in_financing(projects: Projects, project_id: str) -> str:
+    d = Driver(projects, example("ke-national-data-centre-2", project_id))
+    await d.start()
+    await projects.await_progress(project_id, AwaitProgress(stages=[Stage.financing]))
+    return project_id
 
 
 async def project_in_effectiveness(projects: Projects, project_id: str) -> str:
@@ -255,15 +262,15 @@ async def test_idempotency_keys_return_the_first_result(api: Api, projects: Proj
     first = await api.call(CONTRACTOR, "POST", "/projects", body, key="proposal-ke-1")
     again = await api.call(CONTRACTOR, "POST", "/projects", body, key="proposal-ke-1")
     other = await api.call(CONTRACTOR, "POST", "/projects", body, key="proposal-ke-2")
-    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    assert first.status_code == again.status_code == 201
+    assert first.json() == {"project_id": "ke-idempotent", "workflow_id": "project-ke-idempotent", "replayed": False}
+    assert again.json() == first.json() | {"replayed": True}
     assert other.status_code == 409 and "already exists" in other.json()["message"]
     missing = await api.call(CONTRACTOR, "POST", "/projects", body)
-    assert missing.status_code == 422 and missing.json()["field"] == "Idempotency-Key"
+    assert missing.status_code == 400 and missing.json()["field"] == "Idempotency-Key"
+    assert missing.json()["code"] == "missing_key"
 
-    for _ in range(100):
-        if (await projects.status("ke-idempotent")).stage is Stage.financing:
-            break
-        await asyncio.sleep(0.1)
+    await projects.await_progress("ke-idempotent", AwaitProgress(stages=[Stage.financing]))
     decision = {
         "decision_id": "exim-ok",
         "institution": "exim",
@@ -279,6 +286,71 @@ async def test_idempotency_keys_return_the_first_result(api: Api, projects: Proj
     assert [e.type for e in status.events].count("org.alliance.project.review_approved") == 1
     mismatch = await api.call(EXIM, "POST", path, decision, key="another-key")
     assert mismatch.status_code == 422 and "Idempotency-Key" in mismatch.json()["message"]
+
+
+async def test_a_key_is_bound_to_its_request_and_refused_with_another(api: Api, projects: Projects) -> None:
+    """draft-ietf-httpapi-idempotency-key-header: the same key with another body, or for another resource, is
+    refused (422) and changes nothing, whichever door it comes through."""
+    body = raw_example("ke-national-data-centre-2") | {"project_id": "ke-bound"}
+    first = await api.call(CONTRACTOR, "POST", "/projects", body, key="bound-1")
+    assert first.status_code == 201, first.text
+    corrected = body | {"title": "Kenya National Data Centre, phase 2 (corrected)"}
+    refused = await api.call(CONTRACTOR, "POST", "/projects", corrected, key="bound-1")
+    assert refused.status_code == 422 and refused.json()["code"] == "key_reused", refused.text
+    assert "different request" in refused.json()["message"]
+    elsewhere = await api.call(CONTRACTOR, "POST", "/projects", body | {"project_id": "ke-bound-2"}, key="bound-1")
+    assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "key_reused", elsewhere.text
+    assert "already used for POST /projects (ke-bound)" in elsewhere.json()["message"]
+    with pytest.raises(UserError, match="unknown project"):
+        await projects.status("ke-bound-2")
+    assert (await projects.status("ke-bound")).title == body["title"]
+    # A fresh API (another process, or a restart) has no ledger: the project's own binding refuses the changed body.
+    fresh = Projects(projects.client, projects.settings, projects.edge)
+    with pytest.raises(UserError, match="different proposal") as caught:
+        await fresh.propose(Proposal.model_validate(corrected), actor=CONTRACTOR, idempotency_key="bound-1")
+    assert caught.value.kind == "key_reused"
+
+    # Decisions: the decision id is the key.
+    await projects.await_progress("ke-bound", AwaitProgress(stages=[Stage.financing]))
+    other = await project_in_financing(projects, "ke-bound-other")
+    info = {"decision_id": "ask-1", "institution": "exim", "officer": "Chen Jie", "questions": "Audited accounts?"}
+    asked = await api.call(EXIM, "POST", "/projects/ke-bound/information-requests", info, key="ask-1")
+    assert asked.status_code == 200, asked.text
+    changed = info | {"questions": "Something else?"}
+    again = await api.call(EXIM, "POST", "/projects/ke-bound/information-requests", changed, key="ask-1")
+    assert again.status_code == 422 and again.json()["code"] == "key_reused", again.text
+    moved = await api.call(EXIM, "POST", f"/projects/{other}/information-requests", info, key="ask-1")
+    assert moved.status_code == 422 and moved.json()["code"] == "key_reused", moved.text
+    # The project's own record refuses it too, for a process that never saw the key.
+    with pytest.raises(UserError) as caught:
+        await fresh.decide("ke-bound", RequestInformation.model_validate(changed), EXIM)
+    assert caught.value.kind == "key_reused", caught.value
+
+    def asked_of(status: ProjectStatus) -> list[str]:
+        exim = next(r for r in status.reviews if r.institution is Institution.exim)
+        return [r.questions for r in exim.information_requests]
+
+    assert asked_of(await projects.status(other)) == []
+    assert asked_of(await projects.status("ke-bound")) == ["Audited accounts?"]
+    # A key whose request was refused before anything changed stays free for the corrected request.
+    bad = {"decision_id": "ask-2", "institution": "exim", "officer": "Chen Jie", "questions": ""}
+    assert (
+        await api.call(EXIM, "POST", f"/projects/{other}/information-requests", bad, key="ask-2")
+    ).status_code == 422
+    good = bad | {"questions": "Co-funding letters?"}
+    assert (
+        await api.call(EXIM, "POST", f"/projects/{other}/information-requests", good, key="ask-2")
+    ).status_code == 200
+
+
+async def test_an_amount_sent_as_a_json_number_keeps_its_digits(api: Api, projects: Projects) -> None:
+    body = raw_example("ke-national-data-centre-2") | {"project_id": "ke-number"}
+    text = json.dumps(body).replace(json.dumps(body["contract"]), '{"amount": 86072154524284.51, "currency": "USD"}')
+    headers = {"Authorization": f"Bearer {api.edge.issue(CONTRACTOR)}", "Idempotency-Key": "number-1"}
+    started = await api.http.post("/projects", content=text, headers=headers | {"Content-Type": "application/json"})
+    assert started.status_code == 201, started.text
+    status = await api.call(AUDITOR, "GET", "/projects/ke-number")
+    assert status.json()["contract"] == {"amount": "86072154524284.51", "currency": "USD"}
 
 
 async def test_errors_have_a_stable_code_and_name_the_field(api: Api) -> None:

@@ -63,7 +63,9 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     assert len(types) == len(status.events)
 
     late = await cli(settings, "satisfy", "ke-cli-path", "legal-opinion", "--evidence", "LO-1", "--by", "x")
-    assert one_line_error(late) == "error: project ke-cli-path has ended (cancelled); it takes no more decisions"
+    assert (
+        one_line_error(late) == "error: refused: project ke-cli-path has ended (cancelled); it takes no more decisions"
+    )
 
 
 async def test_user_mistakes_print_one_clear_line_and_change_nothing(
@@ -130,7 +132,7 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
     assert "unknown project fr-not-partner" in one_line_error(await cli(settings, "status", "fr-not-partner"))
 
 
-async def test_a_refused_decision_explains_itself(projects: Projects, settings: Settings) -> None:
+async def test_a_refused_decision_explains_itself(projects: Projects, settings: Settings, tmp_path: Path) -> None:
     started = await cli(settings, "propose", str(EXAMPLES / "ke-national-data-centre-2.json"))
     assert started.code == 0, started.err
     for _ in range(100):
@@ -147,7 +149,14 @@ async def test_a_refused_decision_explains_itself(projects: Projects, settings: 
         "error: refused: China Exim cannot approve CNY 2,000,000,000.00: only CNY 1,300,000,000.00 was requested"
     )
     again = await cli(settings, "propose", str(EXAMPLES / "ke-national-data-centre-2.json"))
-    assert "already exists" in one_line_error(again)
+    assert again.code == 0, again.err
+    assert "was already started by this same proposal" in again.out and "nothing changed" in again.out
+    changed = raw_example("ke-national-data-centre-2") | {"title": "Kenya National Data Centre (corrected)"}
+    corrected = tmp_path / "corrected.json"
+    corrected.write_text(json.dumps(changed))
+    assert "with a different proposal; nothing was changed" in one_line_error(
+        await cli(settings, "propose", str(corrected))
+    )
     status = await projects.status("ke-national-data-centre-2")
     assert all(r.status.is_open for r in status.reviews)
     await cli(settings, "cancel", "ke-national-data-centre-2", "--reason", "test over", "--by", "PMO")
