@@ -173,11 +173,12 @@ def permit(identity: Identity, action: Action, institution: Institution | None =
 
 def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
     settings = settings or get_settings()
+    edge = Edge(settings)  # a keys file with no usable key stops the API here, before it serves
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if client is None:
-            app.state.projects = Projects(await connect_temporal(settings, metrics=True), settings, Edge(settings))
+            app.state.projects = Projects(await connect_temporal(settings, metrics=True), settings, edge)
         yield
 
     app = FastAPI(
@@ -189,7 +190,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     app.router.route_class = ExactRoute
     if client is not None:
-        app.state.projects = Projects(client, settings, Edge(settings))
+        app.state.projects = Projects(client, settings, edge)
     tracing.instrument_api(app, settings)
 
     @app.middleware("http")

@@ -653,7 +653,7 @@ def main() -> None:
         else:
             Console(stderr=True).print(f"[red]error:[/] {err.format_message()}", highlight=False, soft_wrap=True)
         code = int(getattr(err, "exit_code", 2))
-    except UserError as err:
+    except (UserError, CredentialError) as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         code = 1
     except SystemExit as stop:  # the stream worker (faust's `mode`) ends with sys.exit, 0 on a clean stop

@@ -106,9 +106,14 @@ class Settings(BaseSettings):
 
     # Identities: bearer tokens for callers, attestations for the workflow (see alliance/tokens.py)
     signing_key_file: Path = Field(default=STATE / "keys" / "edge-ed25519.pem", description="Created if missing")
-    token_public_keys_file: Path | None = Field(default=None, description="PEM keys of the token issuer")
+    token_public_keys_file: Path | None = Field(
+        default=None, description="The token issuer's public keys: a JWKS document or PEM keys (see alliance/tokens.py)"
+    )
     token_issuer: str = "alliance-local"
     token_audience: str = "alliance-api"
+    token_leeway_seconds: int = Field(
+        default=60, ge=0, le=600, description="Clock difference allowed when checking a token's exp, nbf and iat"
+    )
     attestation_seconds: int = Field(default=300, ge=10, le=3600)
 
     # API
