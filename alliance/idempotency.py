@@ -49,6 +49,22 @@ def fingerprint(resource: str, request: BaseModel, exclude: set[str] | None = No
     return hashlib.sha256(f"{resource}\n{body}".encode()).hexdigest()
 
 
+def used_differently(key: str, resource: str) -> str:
+    """The one wording of: this key was bound to another request to the same resource."""
+    return (
+        f"Idempotency-Key {key} was already used for a different request to {resource}; nothing was changed: "
+        "send the changed request with a new key"
+    )
+
+
+def used_elsewhere(key: str, resource: str) -> str:
+    """The one wording of: this key was bound to a request to another resource."""
+    return (
+        f"Idempotency-Key {key} was already used for {resource}; a key is used for one request only: send this one "
+        "with a new key"
+    )
+
+
 @dataclass(frozen=True)
 class Binding:
     resource: str
@@ -77,17 +93,9 @@ class KeyLedger:
             del self._bound[slot]
             bound = None
         if bound is not None and bound.resource != resource:
-            raise KeyRefused(
-                f"Idempotency-Key {key} was already used for {bound.resource}; a key is used for one request only: "
-                "send this one with a new key",
-                "key_reused",
-            )
+            raise KeyRefused(used_elsewhere(key, bound.resource), "key_reused")
         if bound is not None and bound.fingerprint != print_:
-            raise KeyRefused(
-                f"Idempotency-Key {key} was already used for a different request to {resource}; nothing was "
-                "changed: send the changed request with a new key",
-                "key_reused",
-            )
+            raise KeyRefused(used_differently(key, resource), "key_reused")
         if slot in self._in_flight:
             raise KeyRefused(
                 f"a request with Idempotency-Key {key} is still being processed; send it again once it has answered",
