@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from schemas import events as ev
 from schemas.decisions import (
@@ -63,6 +64,10 @@ Check = Callable[[ProjectStatus, Proposal, D], None]
 Apply = Callable[[ProjectStatus, D, str, datetime], Change]
 
 _ids = itertools.count(1)
+
+# For the property tests: no time limit per example (a loaded machine must not fail a rule), fewer examples than
+# hypothesis's default since each one builds a status through the rules.
+PROPERTIES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def decision_id(kind: str) -> str:

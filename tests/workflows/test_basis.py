@@ -20,6 +20,7 @@ from schemas.status import ProjectStatus
 from tests.workflows.states import (
     CONTRACTOR,
     OFFICERS,
+    PROPERTIES,
     T0,
     answer,
     applied,
@@ -348,6 +349,7 @@ CDB_DECISIONS: list[Callable[[int], Decision]] = [
 ]
 
 
+@PROPERTIES
 @given(
     later=st.lists(st.tuples(EVENT_KINDS, OTHER_INSTITUTIONS), max_size=12),
     reminders_about_cdb=st.integers(min_value=0, max_value=3),
@@ -367,6 +369,7 @@ def test_no_conflict_when_every_later_event_is_about_another_subject_in_the_same
     basis.check(status, decision)
 
 
+@PROPERTIES
 @given(
     before=st.lists(st.tuples(EVENT_KINDS, OTHER_INSTITUTIONS), max_size=6),
     after=st.lists(st.tuples(EVENT_KINDS, OTHER_INSTITUTIONS), max_size=6),
@@ -393,6 +396,7 @@ def test_one_change_to_the_subject_among_others_is_the_one_conflict_named(
     assert message.count("#") == 1 and f"#{change} " in message
 
 
+@PROPERTIES
 @given(read=st.integers(min_value=0, max_value=15))
 def test_a_decision_conflicts_with_the_first_event_in_another_stage_after_its_basis(read: int) -> None:
     """Whatever the basis, the first later event in a stage other than the basis's is named (here: the package

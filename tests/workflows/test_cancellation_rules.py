@@ -31,6 +31,7 @@ from tests.workflows.states import (
 )
 from workflows import cancellation as rules
 from workflows import financing
+from workflows.delivery import undrawn
 
 NOW = T0 + timedelta(days=45)
 IN_STAGE: dict[Stage, Callable[[Proposal], ProjectStatus]] = {
@@ -85,15 +86,27 @@ def test_a_cancellation_ends_the_project_in_the_stage_it_was_in(stage: Stage) ->
 def test_a_package_cancelled_in_financing_gives_back_the_approvals_so_far() -> None:
     p = proposal()
     status = in_financing(p)
-    approve(status, p, Institution.sinosure)
     approve(status, p, Institution.cdb)
     assert financing.review_of(status, Institution.exim).status is ReviewStatus.open
     held = rules.commitments(status)
-    assert [(t.institution, t.approved) for t in held] == [
-        (Institution.cdb, Money.of("42500000.00", "USD")),
-        (Institution.sinosure, Money.of("161500000.00", "USD")),
-    ]
+    assert [(t.institution, t.approved) for t in held] == [(Institution.cdb, Money.of("42500000.00", "USD"))]
     assert all(t.disbursed == t.retained == t.released == t.approved.zero() for t in held)
+
+
+def test_a_cancellation_gives_back_the_same_commitments_just_before_and_just_after_the_package_closed() -> None:
+    """Every institution approved: cancelled a moment before the package closes (still in financing), or a moment
+    after (in effectiveness, nothing drawn), the project holds the same approvals and gives the same ones back."""
+    p = proposal()
+    before = in_financing(p)
+    for institution in (Institution.sinosure, Institution.cdb, Institution.exim):
+        approve(before, p, institution)
+    after = in_effectiveness(p)
+    assert [r.status for r in before.reviews] == [r.status for r in after.reviews] == [ReviewStatus.approved] * 3
+
+    def given_back(status: ProjectStatus) -> dict[Institution, Money]:
+        return {t.institution: undrawn(t) for t in rules.commitments(status)}
+
+    assert given_back(after) == given_back(before)
 
 
 def test_a_project_cancelled_before_any_approval_holds_no_commitment() -> None:

@@ -22,6 +22,7 @@ from tests.workflows.states import (
     CONTRACTOR,
     EXIM_ONLY,
     OFFICERS,
+    PROPERTIES,
     T0,
     THREE_BANKS,
     answer,
@@ -38,6 +39,7 @@ from tests.workflows.states import (
     review,
 )
 from workflows import financing
+from workflows.change import Change
 from workflows.refusals import Refused
 
 NOW = T0 + timedelta(days=5)
@@ -191,6 +193,7 @@ def test_cdb_approves_before_sinosure_decides() -> None:
     financing.check_approve(status, p, approval(Institution.cdb, CDB_ASKED))
 
 
+@PROPERTIES
 @given(cents=st.integers(min_value=0, max_value=2 * 4_250_000_000))
 def test_an_approval_is_accepted_exactly_when_it_is_above_zero_and_within_the_request(cents: int) -> None:
     p = proposal(THREE_BANKS)
@@ -208,6 +211,54 @@ def test_an_approval_is_accepted_exactly_when_it_is_above_zero_and_within_the_re
         financing.approve(status, decision, OFFICERS[Institution.cdb], NOW)
         approved = review(status, Institution.cdb).approved
         assert approved is not None and approved.amount <= review(status, Institution.cdb).requested.amount
+
+
+DECISION_KINDS = ["approve", "reject", "question", "answer"]
+
+
+@PROPERTIES
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(DECISION_KINDS), st.sampled_from(list(Institution)), st.integers(0, 150)),
+        max_size=12,
+    )
+)
+def test_approvals_never_exceed_the_request_and_a_closed_review_never_changes(
+    steps: list[tuple[str, Institution, int]],
+) -> None:
+    """Any sequence of decisions, each applied only if the rules accept it (amounts from 0% to 150% of the
+    request)."""
+    p = proposal(THREE_BANKS)
+    status = in_financing(p)
+    for kind, institution, percent in steps:
+        requested = review(status, institution).requested
+        decision: Decision
+        rules: tuple[Callable[..., None], Callable[..., Change]]
+        if kind == "approve":
+            decision = approval(institution, requested.share(Decimal(percent)))
+            rules = (financing.check_approve, financing.approve)
+        elif kind == "reject":
+            decision, rules = rejection(institution), (financing.check_reject, financing.reject)
+        elif kind == "question":
+            decision = question(institution)
+            rules = (financing.check_request_information, financing.request_information)
+        else:
+            decision = answer(institution)
+            rules = (financing.check_provide_information, financing.provide_information)
+        closed = {r.institution: r.model_dump() for r in status.reviews if not r.status.is_open}
+        try:
+            rules[0](status, p, decision)
+        except Refused:
+            continue
+        applied(status, rules[1](status, decision, "someone", NOW))
+        for r in status.reviews:
+            if r.institution in closed:
+                assert r.model_dump() == closed[r.institution]
+            if r.approved is not None:
+                assert r.approved.currency == r.requested.currency
+                assert 0 < r.approved.amount <= r.requested.amount
+        if review(status, Institution.exim).status is ReviewStatus.approved:
+            assert review(status, Institution.sinosure).status is ReviewStatus.approved
 
 
 def test_an_approval_closes_the_review_with_its_amount_terms_and_conditions() -> None:

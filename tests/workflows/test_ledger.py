@@ -10,7 +10,7 @@ from schemas.decisions import Approve, Institution, Receipt, Reject
 from schemas.money import Money
 from schemas.stage import Stage
 from schemas.timetable import RememberedDecision
-from tests.workflows.states import approval, cancellation
+from tests.workflows.states import PROPERTIES, approval, cancellation
 from workflows.ledger import Ledger
 from workflows.refusals import Refused
 
@@ -115,6 +115,7 @@ def test_the_basis_and_the_attestation_are_not_part_of_what_is_decided() -> None
         assert ledger.repeat(retry) == receipt_of(decision)
 
 
+@PROPERTIES
 @given(
     first_basis=st.none() | st.integers(min_value=0, max_value=10**6),
     retry_basis=st.none() | st.integers(min_value=0, max_value=10**6),

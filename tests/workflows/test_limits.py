@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from schemas.decisions import Approve, Decision, Institution
 from schemas.money import Money
 from schemas.status import InformationRequest, ProjectStatus
-from tests.workflows.states import T0, approval, in_financing, proposal, refused, review
+from tests.workflows.states import PROPERTIES, T0, approval, in_financing, proposal, refused, review
 from workflows import limits
 from workflows.refusals import Refused
 
@@ -92,6 +92,7 @@ def test_the_attestation_is_not_part_of_the_decisions_size() -> None:
     limits.check(status, approval_of(64 * 1024, attestation="e" * 20_000))
 
 
+@PROPERTIES
 @given(
     character=st.sampled_from(["a", "é", "数", "😀"]),  # 1 to 4 bytes in UTF-8
     conditions=st.integers(min_value=0, max_value=40),
