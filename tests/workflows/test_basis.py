@@ -399,8 +399,9 @@ def test_one_change_to_the_subject_among_others_is_the_one_conflict_named(
 @PROPERTIES
 @given(read=st.integers(min_value=0, max_value=15))
 def test_a_decision_conflicts_with_the_first_event_in_another_stage_after_its_basis(read: int) -> None:
-    """Whatever the basis, the first later event in a stage other than the basis's is named (here: the package
-    closing, #9, and the project becoming effective, #15, for a decision about a condition never touched)."""
+    """Whatever the basis, each later event that moved the stage is named, and only those, for a decision about a
+    condition no event touched (here: the first review opening, #3, the package closing, #9, the project becoming
+    effective, #15)."""
     status = in_delivery(proposal())
     decision = satisfaction("no-such-condition", based_on=read)
     named = [ref.sequence for ref in basis.conflicts(status, decision)]
