@@ -176,6 +176,12 @@ async def one_run(projects: Projects, race: str, delay: float) -> str:
             )
             assert paid == t.disbursed.amount, (t, dict(sent))
             assert sent[t.institution, InstructionAction.release_commitment] == t.released.amount, (t, dict(sent))
+        # Sinosure's cover goes back with the China Exim loan's undrawn part.
+        exim = next(t for t in status.tranches if t.institution is Institution.exim)
+        cover = next(rv.approved for rv in status.reviews if rv.institution is Institution.sinosure)
+        assert cover is not None
+        cover_back = cover.share(exim.released.amount * 100 / exim.approved.amount).amount
+        assert sent[Institution.sinosure, InstructionAction.release_commitment] == cover_back, dict(sent)
     else:
         approved: dict[Institution, Money] = {
             rv.institution: rv.approved for rv in status.reviews if rv.approved is not None

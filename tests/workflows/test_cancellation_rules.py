@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -104,9 +105,29 @@ def test_a_cancellation_gives_back_the_same_commitments_just_before_and_just_aft
     assert [r.status for r in before.reviews] == [r.status for r in after.reviews] == [ReviewStatus.approved] * 3
 
     def given_back(status: ProjectStatus) -> dict[Institution, Money]:
-        return {t.institution: undrawn(t) for t in rules.commitments(status)}
+        back = {t.institution: undrawn(t) for t in rules.commitments(status)}
+        if (cover := rules.cover_release(status)) is not None:
+            back[Institution.sinosure] = cover
+        return back
 
     assert given_back(after) == given_back(before)
+    assert Institution.sinosure in given_back(after)
+
+
+def test_after_closing_sinosure_gives_back_the_cover_of_the_exim_loan_left_undrawn() -> None:
+    status = in_delivery(proposal())
+    exim = next(t for t in status.tranches if t.institution is Institution.exim)
+    cover = next(r.approved for r in status.reviews if r.institution is Institution.sinosure)
+    assert cover is not None
+    exim.disbursed = exim.approved.share(Decimal(25))
+    assert rules.cover_release(status) == cover.share(Decimal(75))
+    exim.disbursed = exim.approved
+    assert rules.cover_release(status) == cover.zero()
+
+
+def test_before_closing_there_is_no_separate_cover_release() -> None:
+    status = in_financing(proposal())
+    assert rules.cover_release(status) is None
 
 
 def test_a_project_cancelled_before_any_approval_holds_no_commitment() -> None:

@@ -29,6 +29,7 @@ from tests.workflows.states import (
     applied,
     approval,
     approve,
+    decide,
     enter,
     in_financing,
     in_screening,
@@ -179,6 +180,21 @@ def test_exim_approves_preferential_credit_once_sinosure_approved_cover() -> Non
     status = in_financing(p)
     approve(status, p, Institution.sinosure)
     financing.check_approve(status, p, approval(Institution.exim, EXIM_ASKED))
+
+
+def test_exim_cannot_approve_a_preferential_credit_that_sinosures_approved_cover_does_not_reach() -> None:
+    p = proposal(THREE_BANKS)
+    status = in_financing(p)
+    partial = approval(Institution.sinosure, Money.of("161499999.99", "USD"))
+    decide(status, p, financing.check_approve, financing.approve, partial, OFFICERS[Institution.sinosure], T0)
+    message = refused(status, lambda: financing.check_approve(status, p, approval(Institution.exim, EXIM_ASKED)))
+    # 94.99999999...%: shown rounded down, never on the threshold it fails.
+    assert message == (
+        "Sinosure's cover of USD 161,499,999.99 is 94.99% of this China Exim approval of USD 170,000,000.00; "
+        "95% is required (the proposal's cover)"
+    )
+    # A smaller China Exim approval that the same cover does reach goes through.
+    financing.check_approve(status, p, approval(Institution.exim, Money.of("170000000.00", "USD").share(Decimal(99))))
 
 
 def test_exim_approves_a_government_concessional_loan_without_sinosure() -> None:
