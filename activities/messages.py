@@ -17,6 +17,13 @@ SCREEN_PROPOSAL = "screen_proposal"
 PUBLISH_STATUS_EVENTS = "publish_status_events"
 SEND_INSTRUCTION = "send_instruction"
 
+# ApplicationError types of a publish that no retry can help (raised non-retryable by activities/publishing.py):
+# the record is larger than the producer or the topic accepts (Kafka's max.request.size / max.message.bytes) ...
+RECORD_TOO_LARGE = "KafkaRecordTooLarge"
+# ... or the topic refuses the worker: not authorised to write to it, or not a valid topic.
+TOPIC_REFUSED = "KafkaTopicRefused"
+PERMANENT_PUBLISH_ERRORS = (RECORD_TOO_LARGE, TOPIC_REFUSED)
+
 
 class ScreenProposal(BaseModel):
     model_config = ConfigDict(frozen=True)

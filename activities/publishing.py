@@ -8,6 +8,12 @@ A producer that failed a send is replaced by a fresh one before the retry. After
 idempotent producer can be left with sequence numbers the broker no longer accepts (`OutOfOrderSequenceNumber` on
 every later send: found by the broker-outage fault test); a new producer gets a new producer id and starts over.
 Order per project holds: a workflow has one publishing activity at a time, and a retried batch is sent whole again.
+
+An error no retry can help (a record larger than Kafka accepts, a topic the worker may not write to or that cannot
+exist) is raised as a non-retryable `ApplicationError` of type `KafkaRecordTooLarge` or `KafkaTopicRefused`
+(activities/messages.py), naming the record, its size and the topic, so the workflow decides what happens instead
+of the activity retrying forever; the producer is kept (it is not what failed). Every other error is taken as
+transient (broker away, leader moving, timeouts): the producer is replaced and Temporal retries.
 """
 
 from __future__ import annotations
@@ -20,11 +26,27 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Histogram
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION, PublishEvents, SendInstruction
+from activities.messages import (
+    PUBLISH_STATUS_EVENTS,
+    RECORD_TOO_LARGE,
+    SEND_INSTRUCTION,
+    TOPIC_REFUSED,
+    PublishEvents,
+    SendInstruction,
+)
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -37,6 +59,11 @@ PUBLISH_RETRIES = Counter(
 )
 PUBLISH_SECONDS = Histogram(
     "alliance_publish_seconds", "Time from sending to Kafka's acknowledgement, per activity attempt", ["activity"]
+)
+PUBLISH_REFUSED = Counter(
+    "alliance_publish_refused",
+    "Publishing attempts failed for good (record too large, topic refused): the workflow was told, no retry",
+    ["activity", "reason"],
 )
 # action: disburse and release_retention pay money out; release_commitment frees an approved amount not drawn.
 INSTRUCTIONS = Counter(
@@ -69,6 +96,31 @@ def trace_headers() -> list[tuple[str, bytes]]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return [(name, value.encode()) for name, value in carrier.items()]
+
+
+TOO_LARGE: tuple[type[Exception], ...] = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+REFUSED_TOPIC: tuple[type[Exception], ...] = (
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+)
+
+
+def permanent(err: Exception, record: str, size: int, topic: str) -> ApplicationError | None:
+    """The non-retryable error to raise for a Kafka error no retry can help, or None for a transient one.
+    `record` names what was sent ("status event 7 of project ke-x"), `size` is its value in bytes."""
+    if isinstance(err, TOO_LARGE):
+        kind = RECORD_TOO_LARGE
+        message = (
+            f"{record} is {size:,} bytes, more than Kafka accepts on topic {topic} "
+            f"(the producer's max_request_size or the topic's max.message.bytes): {type(err).__name__}"
+        )
+    elif isinstance(err, REFUSED_TOPIC):
+        kind = TOPIC_REFUSED
+        message = f"Kafka refused {record} on topic {topic}: {type(err).__name__} {err}".rstrip()
+    else:
+        return None
+    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 class Publisher:
@@ -106,7 +158,9 @@ class Publisher:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), 10)
 
-    async def _sending(self, send: Callable[[AIOKafkaProducer], Any]) -> Any:
+    async def _sending(self, send: Callable[[AIOKafkaProducer], Any], record: str, size: int, topic: str) -> Any:
+        """Runs `send` on the current producer. A permanent error becomes a non-retryable ApplicationError; any
+        other error replaces the producer and is raised for Temporal to retry."""
         name = activity.info().activity_type
         if activity.info().attempt > 1:
             PUBLISH_RETRIES.labels(name).inc()
@@ -115,6 +169,10 @@ class Publisher:
             with PUBLISH_SECONDS.labels(name).time():
                 return await send(producer)
         except Exception as err:
+            if (refused := permanent(err, record, size, topic)) is not None:
+                PUBLISH_REFUSED.labels(name, refused.type).inc()
+                log.error("publish_refused", activity=name, reason=refused.type, error=refused.message)
+                raise refused from err
             await self._discard(producer, err)
             raise
 
@@ -128,23 +186,35 @@ class Publisher:
     async def publish_status_events(self, request: PublishEvents) -> int:
         """Sends the events in order and returns once the broker has acknowledged all of them."""
 
-        async def send(producer: AIOKafkaProducer) -> None:
-            pending = []
-            headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE), *trace_headers()]
-            for event in request.events:
-                pending.append(
-                    await producer.send(
-                        self._status_topic,
-                        key=event.subject.encode(),
-                        value=event.model_dump_json().encode(),
-                        headers=headers,
-                    )
-                )
-            for delivery in pending:
-                await delivery
+        values = [event.model_dump_json().encode() for event in request.events]
+        largest = max(range(len(values)), key=lambda i: len(values[i]))
+        first = request.events[0]
+        record = (
+            f"status event {request.events[largest].data.sequence} of project {first.subject} "
+            f"(the largest of {len(values)} in the batch)"
+            if len(values) > 1
+            else f"status event {first.data.sequence} of project {first.subject}"
+        )
 
-        with producer_span(self._status_topic, len(request.events), request.events[0].subject):
-            await self._sending(send)
+        async def send(producer: AIOKafkaProducer) -> None:
+            pending: list[asyncio.Future[Any]] = []
+            headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE), *trace_headers()]
+            try:
+                for event, value in zip(request.events, values, strict=True):
+                    pending.append(
+                        await producer.send(
+                            self._status_topic, key=event.subject.encode(), value=value, headers=headers
+                        )
+                    )
+            finally:
+                # Every delivery is awaited, also after a failed send, so no failure goes unread.
+                outcomes = await asyncio.gather(*pending, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
+        with producer_span(self._status_topic, len(request.events), first.subject):
+            await self._sending(send, record, len(values[largest]), self._status_topic)
         EVENTS_PUBLISHED.labels(self._status_topic).inc(len(request.events))
         log.info(
             "status_events_published",
@@ -158,15 +228,16 @@ class Publisher:
     async def send_instruction(self, request: SendInstruction) -> str:
         """Sends a payment instruction to the institution's inbox topic; returns its idempotency key."""
         instruction = request.instruction
+        value = instruction.model_dump_json().encode()
         with producer_span(self._instruction_topic, 1, instruction.project_id):
             headers = [("idempotency-key", instruction.instruction_id.encode()), *trace_headers()]
             await self._sending(
                 lambda producer: producer.send_and_wait(
-                    self._instruction_topic,
-                    key=instruction.project_id.encode(),
-                    value=instruction.model_dump_json().encode(),
-                    headers=headers,
-                )
+                    self._instruction_topic, key=instruction.project_id.encode(), value=value, headers=headers
+                ),
+                f"instruction {instruction.instruction_id}",
+                len(value),
+                self._instruction_topic,
             )
         labels = (instruction.action.value, instruction.institution.value, instruction.amount.currency)
         INSTRUCTIONS.labels(*labels).inc()

@@ -27,6 +27,15 @@ log = structlog.get_logger(__name__)
 WORKFLOWS = [ProjectWorkflow, ReviewWorkflow]
 ROOT = Path(__file__).resolve().parents[1]
 
+# No workflow cache: every workflow task and every query starts from the history the server sends with it.
+# With a cache, temporalio 1.35.0's SDK core keeps a run that a query has run ahead of its workflow task (a query
+# polled after an activity result came in runs workflow code on that result), and a decision arriving with the next
+# task is then recorded out of order: the project's history no longer replays and a later task delivered with the
+# whole history (server restart, redeploy, sticky queue reset) fails or accepts the decision again. No query, kill or
+# restart can strand a project without a cache; each task costs a replay of its history, bounded by continue-as-new.
+# Why, with figures: docs/performance.md ("Workflow cache"); the race on purpose: tests/faults/test_query_runahead.py.
+WORKFLOW_CACHE = 0
+
 
 def build_id(settings: Settings) -> str:
     """The worker's build id: the setting if given, else the package version plus the git revision when the code
@@ -64,9 +73,13 @@ def deployment(settings: Settings) -> WorkerDeploymentConfig:
 
 
 @asynccontextmanager
-async def project_worker(client: Client, settings: Settings, max_cached_workflows: int = 1000) -> AsyncIterator[Worker]:
-    """A started worker with its Kafka producer; both stop when the block ends. With `max_cached_workflows=0` every
-    workflow task and query replays the history (what the determinism tests use)."""
+async def project_worker(
+    client: Client, settings: Settings, max_cached_workflows: int = WORKFLOW_CACHE
+) -> AsyncIterator[Worker]:
+    """A started worker with its Kafka producer; both stop when the block ends. Every process that runs project
+    workflows (`alliance worker`, `alliance dev`, Compose, Kubernetes, the tests) comes through here and keeps no
+    workflow cache (see WORKFLOW_CACHE); `max_cached_workflows` other than 0 is for benchmarks and reproductions
+    that compare against a cache."""
     await ensure_topics(settings)
     publisher = Publisher(lambda: status_producer(settings), settings.status_topic, settings.instruction_topic)
     try:

@@ -69,6 +69,12 @@ class BareProject:
         return self.due if self.accepted == self.due else -1
 
     @workflow.update
+    async def await_due(self, n: int) -> int:
+        """Returns once step `n` is due: the bare counterpart of the product's `await_progress`."""
+        await workflow.wait_condition(lambda: self.due >= n and self.accepted == self.due)
+        return self.due
+
+    @workflow.update
     async def step(self, n: int) -> int:
         self.accepted += 1
         return self.accepted

@@ -1,15 +1,17 @@
-"""Lifecycle throughput next to a bare workflow of the same shape, and decision → event latency, in one run.
+"""Lifecycle throughput next to a bare workflow of the same shape driven the same way, with decision round trips
+and decision → event latency, in one run.
 
-    .venv/bin/python -m bench.lifecycle [--projects 50 200] [--at-once 50]
+    .venv/bin/python -m bench.lifecycle --temporal 127.0.0.1:7233 --bootstrap 127.0.0.1:19092 [--projects 50 200]
 
 Needs the local servers (`deploy/local/services.sh start`). For each N:
-- product: N projects (the Malaysian smart homes pilot: CDB loan, conditions, seven milestones, no warranty wait)
-  driven to completion by `alliance.demo.Driver` against an in-process worker: projects/s and state transitions
-  (status events) per second; the latency from an accepted decision to its status event being readable by a Kafka
-  consumer (p50 / p95 / p99);
+- product: N projects (the Malaysian smart homes pilot: CDB loan, conditions, seven milestones, no warranty wait),
+  `--at-once` at a time, against an in-process worker as `alliance worker` runs it, each driven by
+  `bench.driver.LeanDriver`: it acts on receipts and waits with the `await_progress` Update where the project moves
+  by itself, never polling queries. Projects/s, decisions/s, the decision round trip (Update sent → receipt) and
+  the latency from a receipt to its status event being readable by a Kafka consumer (p50 / p99);
 - baseline: N bare workflows with the shape of one product project's history (the same numbers of activities,
-  updates, child workflows and timers, doing nothing), driven the same way (the driver polls a query until the next
-  update is due, then sends it), on the same server and task-queue setup.
+  updates, child workflows and timers, doing nothing), driven the same way (an Update that waits until the next
+  step is due, then the step's Update), on the same server, with the same worker cache.
 The ratio product / baseline is the product's own cost (validation, pydantic models, Kafka publishing, search
 attributes) over what the engine gives a workflow of that shape on this machine.
 """
@@ -32,37 +34,24 @@ from temporalio.worker import Worker
 
 from alliance import logs
 from alliance.connections import kafka_options
-from alliance.demo import Driver
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from alliance.worker import project_worker
+from alliance.worker import WORKFLOW_CACHE, project_worker
 from bench.bare import BareChild, BareProject, Shape, noop
-from schemas.decisions import Decision, Receipt
+from bench.driver import LeanDriver, Timings
+from bench.proposals import smart_homes
 from schemas.events import StatusEvent
-from schemas.identity import Identity
-from tests.faults.driving import drive_to_completion
-from tests.support import finished
 from workflows.project import workflow_id
 
 
-class TimedProjects(Projects):
-    """Records when each decision was accepted, keyed by (project, event sequence)."""
-
-    accepted: dict[tuple[str, int], float]
-
-    async def decide(self, project_id: str, decision: Decision, actor: Identity | None = None) -> Receipt:
-        receipt = await super().decide(project_id, decision, actor)
-        self.accepted[(project_id, receipt.event_sequence)] = time.perf_counter()
-        return receipt
-
-
-async def drive_bare(client: Client, task_queue: str, wf_id: str, shape: Shape) -> None:
+async def drive_bare(client: Client, task_queue: str, wf_id: str, shape: Shape, trips: list[float]) -> None:
     handle = await client.start_workflow(BareProject.run, shape, id=wf_id, task_queue=task_queue)
     for n in range(shape.updates):
-        while await handle.query(BareProject.next_due) != n:
-            await asyncio.sleep(0.2)  # the product driver's polling interval
+        await handle.execute_update(BareProject.await_due, n)
+        started = time.perf_counter()
         await handle.execute_update(BareProject.step, n)
+        trips.append(time.perf_counter() - started)
     await handle.result()
 
 
@@ -112,7 +101,7 @@ async def gated(gate: asyncio.Semaphore, work: object) -> None:
         await work  # type: ignore[misc]
 
 
-async def run_size(client: Client, base: Settings, n: int, at_once: int) -> dict[str, float]:
+async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: int) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     settings = base.model_copy(
         update={
@@ -121,69 +110,97 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int) -> dict
             "instruction_topic": f"bench.instructions.{run}",
         }
     )
-    projects = TimedProjects(client, settings, Edge(settings))
-    projects.accepted = {}
+    projects = Projects(client, settings, Edge(settings))
+    timings = Timings()
     seen: dict[tuple[str, int], float] = {}
     ids = [f"bench-{run}-{i:04d}" for i in range(n)]
-    async with project_worker(client, settings):
+    async with project_worker(client, settings, max_cached_workflows=cache):
         stop = asyncio.Event()
         tail = asyncio.create_task(tail_events(settings, seen, stop))
         gate = asyncio.Semaphore(at_once)
         started = time.perf_counter()
-        await asyncio.gather(*(gated(gate, drive_to_completion(projects, pid, Driver)) for pid in ids))
-        statuses = [await finished(projects, pid) for pid in ids]
+        await asyncio.gather(*(gated(gate, LeanDriver(projects, smart_homes(pid), timings).run()) for pid in ids))
         product_s = time.perf_counter() - started
         await asyncio.sleep(1)
         stop.set()
         await tail
-    transitions = sum(len(s.events) for s in statuses)
-    lags = [(seen[k] - t) * 1000 for k, t in projects.accepted.items() if k in seen]
+    lags = [(seen[k] - t) * 1000 for k, t in timings.accepted.items() if k in seen]
+    trips = [t * 1000 for t in timings.round_trips]
 
     shape = await shape_of(client, ids[0])
     bare_queue = f"bench-bare-{run}"
-    async with Worker(client, task_queue=bare_queue, workflows=[BareProject, BareChild], activities=[noop]):
+    bare_trips: list[float] = []
+    bare_worker = Worker(
+        client,
+        task_queue=bare_queue,
+        workflows=[BareProject, BareChild],
+        activities=[noop],
+        max_cached_workflows=cache,
+    )
+    async with bare_worker:
         gate = asyncio.Semaphore(at_once)
         started = time.perf_counter()
         await asyncio.gather(
-            *(gated(gate, drive_bare(client, bare_queue, f"bench-bare-{run}-{i:04d}", shape)) for i in range(n))
+            *(
+                gated(gate, drive_bare(client, bare_queue, f"bench-bare-{run}-{i:04d}", shape, bare_trips))
+                for i in range(n)
+            )
         )
         bare_s = time.perf_counter() - started
+    bare_ms = [t * 1000 for t in bare_trips]
     return {
         "n": n,
         "product_s": product_s,
         "bare_s": bare_s,
-        "transitions": transitions,
-        "lag_p50": statistics.median(lags),
-        "lag_p95": pct(lags, 0.95),
-        "lag_p99": pct(lags, 0.99),
+        "decisions": len(trips),
+        "bare_decisions": len(bare_ms),
+        "trip_p50": statistics.median(trips),
+        "trip_p99": pct(trips, 0.99),
+        "bare_p50": statistics.median(bare_ms),
+        "bare_p99": pct(bare_ms, 0.99),
+        "lag_p50": statistics.median(lags) if lags else float("nan"),
+        "lag_p99": pct(lags, 0.99) if lags else float("nan"),
         "lags": len(lags),
+        "waits": timings.waits,
+        "retries": timings.retries,
         **shape.model_dump(),
     }
 
 
-async def main(sizes: list[int], at_once: int, temporal: str, bootstrap: str) -> None:
+async def main(sizes: list[int], at_once: int, caches: list[int], temporal: str, bootstrap: str) -> None:
     base = Settings(temporal_address=temporal, kafka_bootstrap_servers=bootstrap, log_level="WARNING")
     logs.configure(base)
     client = await Client.connect(temporal, data_converter=pydantic_data_converter)
-    print(f"machine: {os.cpu_count()} cores; {at_once} projects driven at once; Temporal {temporal}, Kafka {bootstrap}")
+    print(
+        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {at_once} projects driven at once; "
+        f"Temporal {temporal}, Kafka {bootstrap}"
+    )
     header = (
-        f"{'N':>5} | {'product proj/s':>14} | {'transitions/s':>13} | {'bare wf/s':>9} | {'ratio':>5} | "
-        f"{'decision→event p50 / p95 / p99 ms':>34}"
+        f"{'N':>5} | {'cache':>5} | {'proj/s':>6} | {'decisions/s':>11} | {'bare wf/s':>9} | {'bare upd/s':>10} | "
+        f"{'ratio':>5} | {'round trip p50/p99 ms':>21} | {'bare p50/p99 ms':>15} | {'decision→event p50/p99 ms':>25}"
     )
     print(header)
     print("-" * len(header))
+    r: dict[str, float] = {}
     for n in sizes:
-        r = await run_size(client, base, n, at_once)
-        product, bare = r["n"] / r["product_s"], r["n"] / r["bare_s"]
-        lag = f"{r['lag_p50']:.0f} / {r['lag_p95']:.0f} / {r['lag_p99']:.0f} (n={r['lags']})"
-        print(
-            f"{n:>5} | {product:>14.2f} | {r['transitions'] / r['product_s']:>13.1f} | {bare:>9.2f} | "
-            f"{product / bare:>5.2f} | {lag:>34}",
-            flush=True,
-        )
+        for cache in caches:
+            r = await run_size(client, base, n, at_once, cache)
+            product, bare = r["n"] / r["product_s"], r["n"] / r["bare_s"]
+            print(
+                f"{n:>5} | {cache:>5} | {product:>6.2f} | {r['decisions'] / r['product_s']:>11.1f} | {bare:>9.2f} | "
+                f"{r['bare_decisions'] / r['bare_s']:>10.1f} | {product / bare:>5.2f} | "
+                f"{r['trip_p50']:>9.0f} / {r['trip_p99']:>9.0f} | {r['bare_p50']:>6.0f} / {r['bare_p99']:>6.0f} | "
+                f"{r['lag_p50']:>11.0f} / {r['lag_p99']:>11.0f}",
+                flush=True,
+            )
+            print(
+                f"      (decisions {r['decisions']:.0f}, refused as early then sent again {r['retries']:.0f}, "
+                f"await_progress calls {r['waits']:.0f}, events timed {r['lags']:.0f})",
+                flush=True,
+            )
     print(
-        f"bare shape (from one product history): {r['activities']} activities, {r['updates']} updates, "
-        f"{r['children']} child workflows, {r['timers']} timers"
+        f"bare shape (from one product history): {r['activities']:.0f} activities, {r['updates']:.0f} updates, "
+        f"{r['children']:.0f} child workflows, {r['timers']:.0f} timers"
     )
 
 
@@ -191,9 +208,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--projects", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--at-once", type=int, default=50)
+    parser.add_argument("--cache", type=int, nargs="+", default=[WORKFLOW_CACHE], help="worker cache sizes to compare")
     parser.add_argument("--temporal", default="127.0.0.1:7233")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     args = parser.parse_args()
-    asyncio.run(main(args.projects, args.at_once, args.temporal, args.bootstrap))
+    asyncio.run(main(args.projects, args.at_once, args.cache, args.temporal, args.bootstrap))
     sys.stdout.flush()
     os._exit(0)  # temporalio/sdk-python issue 300: abort at interpreter exit

@@ -1,12 +1,14 @@
-"""Worker memory with 1, 100 and 1000 projects open (each waiting on its reviews), and how it grows.
+"""Worker memory with 1, 100 and 1000 projects open (each waiting on its reviews), and how it grows, for the
+worker as `alliance worker` runs it (no workflow cache) and, with `--cache 1000`, the former cache, in one run.
 
-    .venv/bin/python -m bench.memory [--open 1 100 1000]
+    .venv/bin/python -m bench.memory [--open 1 100 1000] [--cache 0 1000]
 
 Needs the local servers (`deploy/local/services.sh start`). Runs `alliance worker` as its own process on a fresh task
 queue, reads its resident memory (VmRSS) once idle (the baseline: the same worker with nothing to do), then after
 each step proposes projects until the given number is open, waits until every one is in financing (three reviews
-open, timers set), lets the worker settle and reads it again. The Temporal worker caches open workflows (up to its
-`max_cached_workflows`, 1000 by default), so this is the memory a worker needs per project it is looking after.
+open, timers set), lets the worker settle and reads it again. A worker with a cache keeps every open workflow it
+ran (up to `max_cached_workflows`); without one, it keeps none between tasks. A cache other than 0 runs
+`bench.worker_process` (the same worker with that cache) instead of `alliance worker`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from tests.support import example
+from bench.proposals import example
 
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
 
@@ -44,7 +46,7 @@ async def wait_in_financing(client: Client, task_queue: str, count: int) -> None
         await asyncio.sleep(1)
 
 
-async def main(steps: list[int], temporal: str, bootstrap: str) -> None:
+async def one_worker(steps: list[int], temporal: str, bootstrap: str, cache: int) -> None:
     run = uuid.uuid4().hex[:8]
     settings = Settings(
         temporal_address=temporal,
@@ -62,13 +64,14 @@ async def main(steps: list[int], temporal: str, bootstrap: str) -> None:
         "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
         "ALLIANCE_LOG_LEVEL": "WARNING",
     }
-    worker = subprocess.Popen([ALLIANCE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [ALLIANCE, "worker"] if cache == 0 else [sys.executable, "-m", "bench.worker_process", str(cache)]
+    worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = await Client.connect(temporal, data_converter=pydantic_data_converter)
         projects = Projects(client, settings, Edge(settings))
         await asyncio.sleep(8)
         idle = rss_mib(worker.pid)
-        print(f"machine: {os.cpu_count()} cores; worker pid {worker.pid}; Temporal {temporal}")
+        print(f"machine: {os.cpu_count()} cores; worker pid {worker.pid}, workflow cache {cache}; Temporal {temporal}")
         print(f"{'projects open':>13} | {'worker RSS MiB':>14} | {'over idle MiB':>13} | {'KiB per project':>15}")
         print(f"{0:>13} | {idle:>14.1f} | {0:>13.1f} | {'':>15}", flush=True)
         opened: list[str] = []
@@ -94,12 +97,18 @@ async def main(steps: list[int], temporal: str, bootstrap: str) -> None:
         worker.wait()
 
 
+async def main(steps: list[int], temporal: str, bootstrap: str, caches: list[int]) -> None:
+    for cache in caches:
+        await one_worker(steps, temporal, bootstrap, cache)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--open", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--cache", type=int, nargs="+", default=[0], help="workflow cache sizes to compare")
     parser.add_argument("--temporal", default="127.0.0.1:7233")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     args = parser.parse_args()
-    asyncio.run(main(args.open, args.temporal, args.bootstrap))
+    asyncio.run(main(args.open, args.temporal, args.bootstrap, args.cache))
     sys.stdout.flush()
     os._exit(0)  # temporalio/sdk-python issue 300: abort at interpreter exit

@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas import events as ev
-from schemas.decisions import Cancel
+from schemas.decisions import Cancel, Institution
+from schemas.money import Money
 from schemas.proposal import Proposal
 from schemas.stage import Stage
 from schemas.status import ProjectStatus, ReviewStatus, Tranche
 from workflows.change import Change
+from workflows.delivery import undrawn
 from workflows.refusals import has_ended
 
 
@@ -49,3 +51,17 @@ def commitments(status: ProjectStatus) -> list[Tranche]:
         for r in status.reviews
         if r.status is ReviewStatus.approved and r.approved is not None
     ]
+
+
+def cover_release(status: ProjectStatus) -> Money | None:
+    """Sinosure's cover to give back once the package had closed: the share of the cover that insured the China Exim
+    loan's undrawn part (all of it if nothing was drawn), rounded down to the minor unit. None before the package
+    closed (the cover is then one of `commitments`) or without an approved cover. Must be computed before the
+    tranches' own releases are booked."""
+    cover = next(
+        (r.approved for r in status.reviews if r.institution is Institution.sinosure and r.approved is not None), None
+    )
+    exim = next((t for t in status.tranches if t.institution is Institution.exim), None)
+    if cover is None or exim is None or exim.approved.amount == 0:
+        return None
+    return cover.share(undrawn(exim).amount * 100 / exim.approved.amount)

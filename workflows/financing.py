@@ -8,6 +8,7 @@ Update validators (refusal before history) and handlers (application), and unit 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
 
 from schemas import events as ev
 from schemas.decisions import Approve, Institution, ProvideInformation, Reject, RequestInformation
@@ -127,6 +128,16 @@ def check_approve(status: ProjectStatus, proposal: Proposal, decision: Approve) 
                 "China Exim cannot approve a preferential buyer's credit before Sinosure has approved "
                 f"its cover; Sinosure {state}"
             )
+        required = proposal.financing.sinosure_cover_pct
+        if required is not None and cover.approved is not None and cover.approved.currency == decision.amount.currency:
+            share = cover.approved.amount * 100 / decision.amount.amount
+            if share < required:
+                # Rounded down: a failing share is never shown on the threshold.
+                shown = share.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+                raise Refused(
+                    f"Sinosure's cover of {cover.approved} is {shown}% of this China Exim approval of "
+                    f"{decision.amount}; {required}% is required (the proposal's cover)"
+                )
 
 
 def approve(status: ProjectStatus, decision: Approve, who: str, now: datetime) -> Change:

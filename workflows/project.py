@@ -79,7 +79,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.delivery import add_months, check_complete_milestone, milestone_payment, undrawn
     from workflows.delivery import complete_milestone as complete
     from workflows.ledger import Ledger
-    from workflows.refusals import NotPermitted, Refused
+    from workflows.refusals import NotPermitted, Refused, has_ended
     from workflows.remit import Action
     from workflows.review import REMINDER_SIGNAL, ReviewWorkflow
 
@@ -98,6 +98,7 @@ BASIS_WAIT = timedelta(seconds=30)
 MILESTONE_REMINDERS = "milestone-reminders"
 RECEIPTS_AFTER_EFFECTS = "receipts-after-effects"
 INSTRUCTIONS_AFTER_EVENTS = "instructions-after-events"
+COVER_RELEASED_AFTER_CLOSING = "cover-released-after-closing"
 
 D = TypeVar("D", bound=Decision)
 E = TypeVar("E", bound=ev.EventData)
@@ -439,6 +440,8 @@ class ProjectWorkflow:
         self._judge(decision, check)
 
     def _judge(self, decision: D, check: Check[D]) -> None:
+        if self._status.stage.is_final:
+            raise has_ended(self._status.project_id, self._status.stage)
         basis.check(self._status, decision)
         check(self._status, self._proposal, decision)
         limits.check(self._status, decision)
@@ -662,7 +665,9 @@ class ProjectWorkflow:
         await self._release_commitments(reason)
 
     async def _release_commitments(self, reason: str) -> None:
-        """Compensation: every approved commitment not drawn is given back to its institution."""
+        """Compensation: every approved commitment not drawn is given back to its institution, Sinosure's cover
+        included (in proportion to the China Exim loan left undrawn, once the package had closed)."""
+        cover = cancellation.cover_release(self._status)
         for tranche in cancellation.commitments(self._status):
             amount = undrawn(tranche)
             if amount.amount == 0:
@@ -679,6 +684,14 @@ class ProjectWorkflow:
             tranche.released = tranche.released + amount
             tranche.retained = amount.zero()
             self._emit(ev.CommitmentReleased, institution=tranche.institution, amount=amount, reason=reason)
+        if cover is not None and cover.amount > 0 and workflow.patched(COVER_RELEASED_AFTER_CLOSING):
+            sinosure = Institution.sinosure
+            await self._send(
+                Instruction.make(
+                    self._proposal.project_id, sinosure, InstructionAction.release_commitment, cover, reason=reason
+                )
+            )
+            self._emit(ev.CommitmentReleased, institution=sinosure, amount=cover, reason=reason)
 
     async def _send(self, instruction: Instruction) -> None:
         """Sends an instruction to an institution, after every event recorded before it is on Kafka: downstream
