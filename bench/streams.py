@@ -27,9 +27,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from alliance.connections import ensure_topics
 from alliance.settings import Settings
+from bench.events import project_stream
 from schemas import events as ev
 from streams.projection import ProjectView, fold
-from tests.streams.events import project_stream
 
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
 
