@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from typing import Any
@@ -75,6 +76,7 @@ class TopicMismatch(Exception):
     """Existing topics disagree with each other or with the settings in a way the stream worker cannot run on."""
 
 
+UNKNOWN_TOPIC = 3  # Kafka's UNKNOWN_TOPIC_OR_PARTITION
 DAY_MS = 24 * 3600 * 1000
 FOREVER = "-1"
 RETENTION_MS = {
@@ -150,8 +152,6 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
         if streams:
             checked = [t for t, (count, _) in plan.items() if t in existing and count == settings.topic_partitions]
             await _check_partitions(admin, settings, checked)
-        if settings.status_topic in existing:
-            await _check_retention(admin, settings.status_topic, configs[settings.status_topic]["retention.ms"])
         missing = [
             NewTopic(
                 name=topic,
@@ -165,14 +165,24 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+        # Checked after creation too: a topic another process created meanwhile has its creator's configs.
+        await _check_retention(admin, settings.status_topic, configs[settings.status_topic]["retention.ms"])
     finally:
         await admin.close()
 
 
 async def topic_config(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
-    """A topic's effective configs, by name (broker defaults included)."""
-    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    return {str(entry[0]): str(entry[1]) for response in described for entry in response.resources[0][4]}
+    """A topic's effective configs, by name (broker defaults included). A topic created a moment ago may not be
+    known to the broker answering yet: asked again for up to 5 s."""
+    for _ in range(25):
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        error_code, message, _, _, entries = response.resources[0][:5]
+        if error_code == 0:
+            return {str(entry[0]): str(entry[1]) for entry in entries}
+        if error_code != UNKNOWN_TOPIC:
+            break
+        await asyncio.sleep(0.2)
+    raise TopicMismatch(f"the configs of topic {topic} cannot be read (error {error_code}: {message or 'unknown'})")
 
 
 async def _check_retention(admin: AIOKafkaAdminClient, topic: str, wanted: str) -> None:
