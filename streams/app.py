@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,10 @@ def open_alerts(views: list[ProjectView], settings: Settings, now: datetime) -> 
             gap = Gap(project_id=view.project_id, expected=view.last_sequence + 1, received=min(view.held))
             alerts.append(gap_alert(gap, now))
     return alerts
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
 
 
 def _json(model: Any) -> bytes:
@@ -199,48 +204,69 @@ def create_app(settings: Settings) -> StreamApp:
         done = progress.data.get(str(partition))
         return int(done) if done is not None else None
 
-    async def write(out: BatchOutput) -> None:
-        """Effects first (table, feed, alerts, dead letters), flushed; then the checkpoints, flushed: a checkpoint
-        in the changelog always follows the effects of the records it covers."""
+    views_changelog = views.changelog_topic.get_topic_name()
+    progress_changelog = progress.changelog_topic.get_topic_name()
+
+    async def send(topic: str, key: Any, value: Any, partition: int | None = None) -> Awaitable[Any]:
+        """One record to the producer's accumulator (not awaited for delivery: the batch gathers them). Table
+        changelog records are JSON key and value, as faust writes and recovers them."""
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    async def write(out: BatchOutput) -> Callable[[], Awaitable[None]]:
+        """Applies a batch to the tables in memory and hands its records to the producer; returns what waits for
+        their delivery: effects first (table changelog, feed, alerts, dead letters), then the checkpoints, so a
+        checkpoint in the changelog always follows the effects of the records it covers."""
         sent = []
         for project, (partition, view) in out.views.items():
             body = view.model_dump(mode="json")
             views.data[project] = body
-            views.send_changelog(partition, project, body)
+            sent.append(await send(views_changelog, _dumps(project), _dumps(body), partition))
         for event in out.feed:
-            sent.append(
-                await app.producer.send(feed.get_topic_name(), event.subject.encode(), _json(event), None, None, None)
-            )
+            sent.append(await send(feed.get_topic_name(), event.subject.encode(), _json(event)))
         for alert in out.alerts:
-            sent.append(
-                await app.producer.send(
-                    alerts.get_topic_name(), alert.alert_id.encode(), _json(alert), None, None, None
-                )
-            )
+            sent.append(await send(alerts.get_topic_name(), alert.alert_id.encode(), _json(alert)))
         for letter in out.dead_letters:
             key = letter.key.encode() if letter.key is not None else None
-            sent.append(await app.producer.send(dead_letters.get_topic_name(), key, _json(letter), None, None, None))
-        await app.producer.flush()
-        await asyncio.gather(*sent)
+            sent.append(await send(dead_letters.get_topic_name(), key, _json(letter)))
         for partition, offset in out.progress.items():
             progress.data[str(partition)] = offset
-            progress.send_changelog(partition, str(partition), offset)
-        await app.producer.flush()
         if out.read_again:
             REPAIRS.inc(out.read_again)
 
+        async def delivered() -> None:
+            await asyncio.gather(*sent)
+            checkpoints = [
+                await send(progress_changelog, _dumps(str(partition)), _dumps(offset), partition)
+                for partition, offset in out.progress.items()
+            ]
+            await asyncio.gather(*checkpoints)
+
+        return delivered
+
     @app.agent(source)
     async def fold_events(stream: faust.StreamT[bytes]) -> None:
+        """Batches folded one after another; a batch's records are delivered while the next one is folded, and its
+        offsets acknowledged only once they are (each message holds one more reference until then)."""
+        delivering: asyncio.Task[None] | None = None
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_SECONDS):  # type: ignore[attr-defined]
             work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read)
             for event in batch:
                 message = event.message
+                message.incref()
                 record = Record(message.topic, message.partition, message.offset, message.key, message.value)
                 if message.topic == checks_topic:
                     await work.check(record)
                 else:
                     await work.status(record)
-            await write(work.out)
+            delivered = await write(work.out)
+            if delivering is not None:
+                await delivering
+            delivering = asyncio.create_task(acknowledged(delivered, list(batch)))
+
+    async def acknowledged(delivered: Callable[[], Awaitable[None]], batch: list[Any]) -> None:
+        await delivered()
+        for event in batch:
+            event.ack()
 
     async def all_views() -> list[ProjectView]:
         return list((await mirror.catch_up()).values())

@@ -275,9 +275,15 @@ def partition_of(project: str, partitions: int) -> int:
     return int(murmur2(project.encode()) & 0x7FFFFFFF) % partitions
 
 
+FAILOVER_RUNS = int(os.environ.get("ALLIANCE_FAILOVER_RUNS", "1"))
+
+
+@pytest.mark.parametrize("attempt", range(FAILOVER_RUNS))
 async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_totals_right(
-    stream_worker: StreamWorker, tmp_path: Path
+    stream_worker: StreamWorker, tmp_path: Path, attempt: int
 ) -> None:
+    """ALLIANCE_FAILOVER_RUNS=20 repeats it, each run on fresh topics, the kill swept across the second burst
+    (0 to 0.8 s after it starts)."""
     settings = stream_worker.settings
     second = StreamWorker(
         settings.model_copy(update={"streams_web_port": free_port(), "streams_data_dir": tmp_path / "second"}),
@@ -313,9 +319,15 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
         for project in ("ke-pair-0", "ke-pair-1", "ke-pair-2"):
             assert await stream_worker.get(f"/projects/{project}/") == await second.get(f"/projects/{project}/")
 
+        burst = asyncio.create_task(
+            publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[half:] for e in s])
+        )
+        await asyncio.sleep(0.2 * (attempt % 5))
         await second.kill()
-        print("injected: SIGKILL to the second of two stream workers, then the second half of the projects published")
-        await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[half:] for e in s])
+        await burst
+        print(
+            f"injected: SIGKILL to the second of two stream workers {0.2 * (attempt % 5):.1f} s into the second burst"
+        )
         everything = portfolio(streams)
         owns = {"topic": settings.status_topic, "partitions": list(range(settings.topic_partitions))}
         assert await eventually(stream_worker, "/partitions/", owns) == owns  # the survivor took all over
