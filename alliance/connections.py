@@ -140,9 +140,9 @@ class RetentionMismatch(TopicMismatch):
 
 async def ensure_topics(settings: Settings, streams: bool = False) -> None:
     """Creates the topics of `topic_plan` with explicit partition counts and `topic_configs`; existing ones are
-    checked, not changed: with `streams`, a different partition count is refused; a status topic that does not keep
-    its records for good is refused (a stream worker started later could not rebuild the views), with the command
-    that fixes it."""
+    checked, not changed. With `streams` (the stream worker, which rebuilds from the status topic): a different
+    partition count is refused, and so is a status topic that does not keep its records for good (a stream worker
+    started later could not rebuild the views), with the command that fixes it."""
     plan = topic_plan(settings, streams)
     configs = topic_configs(settings, streams)
     admin = AIOKafkaAdminClient(**kafka_options(settings), client_id="alliance-admin")
@@ -165,8 +165,8 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-        # Checked after creation too: a topic another process created meanwhile has its creator's configs.
-        await _check_retention(admin, settings.status_topic, configs[settings.status_topic]["retention.ms"])
+        if streams:  # checked after creation too: a topic another process created meanwhile has its creator's configs
+            await _check_retention(admin, settings.status_topic, configs[settings.status_topic]["retention.ms"])
     finally:
         await admin.close()
 

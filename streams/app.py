@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,7 @@ REPAIRS = Counter(
 )
 BATCH_MAX = 2000
 BATCH_SECONDS = 0.005
+IN_FLIGHT = 16
 REVIEWS_OPEN = Gauge("alliance_reviews_open", "Financing reviews open now", ["institution"])
 REVIEWS_OVERDUE = Gauge("alliance_reviews_overdue", "Open financing reviews past their deadline", ["institution"])
 
@@ -212,7 +214,7 @@ def create_app(settings: Settings) -> StreamApp:
         changelog records are JSON key and value, as faust writes and recovers them."""
         return await app.producer.send(topic, key, value, partition, None, None)
 
-    async def write(out: BatchOutput) -> Callable[[], Awaitable[None]]:
+    async def write(out: BatchOutput) -> Callable[[asyncio.Task[None] | None], Awaitable[None]]:
         """Applies a batch to the tables in memory and hands its records to the producer; returns what waits for
         their delivery: effects first (table changelog, feed, alerts, dead letters), then the checkpoints, so a
         checkpoint in the changelog always follows the effects of the records it covers."""
@@ -233,8 +235,10 @@ def create_app(settings: Settings) -> StreamApp:
         if out.read_again:
             REPAIRS.inc(out.read_again)
 
-        async def delivered() -> None:
+        async def delivered(previous: asyncio.Task[None] | None) -> None:
             await asyncio.gather(*sent)
+            if previous is not None:
+                await previous  # the checkpoints of one partition reach the changelog in order
             checkpoints = [
                 await send(progress_changelog, _dumps(str(partition)), _dumps(offset), partition)
                 for partition, offset in out.progress.items()
@@ -245,10 +249,14 @@ def create_app(settings: Settings) -> StreamApp:
 
     @app.agent(source)
     async def fold_events(stream: faust.StreamT[bytes]) -> None:
-        """Batches folded one after another; a batch's records are delivered while the next one is folded, and its
-        offsets acknowledged only once they are (each message holds one more reference until then)."""
-        delivering: asyncio.Task[None] | None = None
+        """Batches folded one after another, never waiting for Kafka: a batch's records are delivered in the
+        background, and its offsets acknowledged only once they are (each message holds one more reference until
+        then). At most IN_FLIGHT batches are undelivered; a delivery that fails stops the agent (and the worker),
+        whose offsets are then not committed past it."""
+        in_flight: deque[asyncio.Task[None]] = deque()
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_SECONDS):  # type: ignore[attr-defined]
+            while in_flight and (in_flight[0].done() or len(in_flight) >= IN_FLIGHT):
+                await in_flight.popleft()  # raises what the delivery raised
             work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read)
             for event in batch:
                 message = event.message
@@ -259,12 +267,15 @@ def create_app(settings: Settings) -> StreamApp:
                 else:
                     await work.status(record)
             delivered = await write(work.out)
-            if delivering is not None:
-                await delivering
-            delivering = asyncio.create_task(acknowledged(delivered, list(batch)))
+            previous = in_flight[-1] if in_flight else None
+            in_flight.append(asyncio.create_task(acknowledged(delivered, previous, list(batch))))
 
-    async def acknowledged(delivered: Callable[[], Awaitable[None]], batch: list[Any]) -> None:
-        await delivered()
+    async def acknowledged(
+        delivered: Callable[[asyncio.Task[None] | None], Awaitable[None]],
+        previous: asyncio.Task[None] | None,
+        batch: list[Any],
+    ) -> None:
+        await delivered(previous)
         for event in batch:
             event.ack()
 

@@ -80,7 +80,7 @@ class BatchFold:
 
     def __init__(
         self,
-        stored_view: Callable[[str], ProjectView | None],
+        stored_view: Callable[[str], ProjectView | None],  # a new object on each call (the fold changes it)
         stored_progress: Callable[[int], int | None],
         beginning: Callable[[int], Awaitable[int]],
         read_range: RangeReader,
@@ -153,8 +153,8 @@ class BatchFold:
         if held is not None:
             view = held[1]
         else:
-            stored = self._stored_view(event.subject)
-            view = stored.model_copy(deep=True) if stored else ProjectView(project_id=event.subject, run=None)
+            stored = self._stored_view(event.subject)  # a fresh object, read from the table: changed in place
+            view = stored if stored else ProjectView(project_id=event.subject, run=None)
         folded = fold_into(view, event)
         if folded.duplicate and held is None:
             return

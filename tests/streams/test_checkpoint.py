@@ -35,11 +35,15 @@ class Worker:
         self.reads.append((partition, start, end))
         return [r for r in self.topic if r.partition == partition and start <= r.offset < end]
 
+    def _view(self, project: str) -> ProjectView | None:
+        stored = self.views.get(project)
+        return stored.model_copy(deep=True) if stored else None
+
     async def _beginning(self, partition: int) -> int:
         return 0
 
     async def batch(self, delivered: list[Record], checks: list[tuple[int, int]] = ()) -> None:  # type: ignore[assignment]
-        work = BatchFold(self.views.get, self.progress.get, self._beginning, self._read)
+        work = BatchFold(self._view, self.progress.get, self._beginning, self._read)
         for record in delivered:
             await work.status(record)
         for partition, committed in checks:

@@ -354,7 +354,7 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
         repaired = await stream_worker.repairs()
         print(
             f"checked: {len(streams)} projects; the survivor took over partitions {sorted(second_owns)} and its totals "
-            f"equal a fresh computation; events the table missed and the leader sent again: {repaired:.0f}"
+            f"equal a fresh computation; records read again by offset: {repaired:.0f}"
         )
     finally:
         await second.kill()
