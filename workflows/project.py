@@ -247,8 +247,8 @@ class ProjectWorkflow:
         if reason is not None:
             await self._withdraw_open_reviews(reason)
             await asyncio.gather(*watchers)
-            # A cancellation accepted while the other reviews were being withdrawn wins.
-            if self._cancelled or not self._enter(Stage.financing_declined, f"Financing declined: {reason}"):
+            # A cancellation accepted while the other reviews were being withdrawn wins (_enter leaves no final stage).
+            if not self._enter(Stage.financing_declined, f"Financing declined: {reason}"):
                 return False
             self._status.outcome = reason
             await self._release_commitments(reason)
@@ -534,9 +534,7 @@ class ProjectWorkflow:
         if self._cancelled:
             return  # cancelled while the last milestone was paid: the retention goes back with the commitments
         await self._release_retention()
-        if self._cancelled or not self._enter(
-            Stage.completed, "Completed: final acceptance certified and retention released"
-        ):
+        if not self._enter(Stage.completed, "Completed: final acceptance certified and retention released"):
             return
         self._status.outcome = "final acceptance certified"
         self._emit(ev.ProjectCompleted)
