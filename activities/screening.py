@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 import structlog
 from temporalio import activity
@@ -18,6 +18,17 @@ from schemas.money import Money
 from schemas.proposal import EximFacility, Proposal
 
 log = structlog.get_logger(__name__)
+
+
+def shown_below(value: Decimal, limit: Decimal) -> str:
+    """`value` (below `limit`) with as few decimals as show it below: a message never rounds a failing value onto
+    the threshold (14.99999998 against 15 reads "14.99999998", not "15.0"). One decimal at least; past ten,
+    the digits are cut, never rounded up."""
+    for places in range(1, 11):
+        shown = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+        if shown < limit:
+            return f"{shown:f}"
+    return f"{value.quantize(Decimal(1).scaleb(-10), rounding=ROUND_DOWN):f}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,8 @@ class EligibilityRules:
         down_pct = p.down_payment.amount * 100 / p.contract.amount
         if down_pct < self.down_payment_pct:
             reasons.append(
-                f"the down payment is {down_pct:.1f}% of the contract; at least {self.down_payment_pct}% is required"
+                f"the down payment is {shown_below(down_pct, self.down_payment_pct)}% of the contract; at least "
+                f"{self.down_payment_pct}% is required"
             )
         for name in self.required_documents:
             if getattr(p.documents, name) is None:

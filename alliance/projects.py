@@ -1,24 +1,40 @@
-"""What staff do to projects, over a Temporal client: the one place the CLI (and later the API) goes through.
+"""The application service: what people do to projects, over a Temporal client. It is the one path into Temporal:
+the API calls it, the CLI calls it (directly, or through the API), the demo calls it.
 
-Every failure a person can cause (an invalid file, an unknown project, a refused decision, servers not running)
-becomes a `UserError` whose message is one sentence in the domain's words.
+Every call names its actor (the person acting, from a verified token); the access check (`workflows/remit.py`) runs
+here, once, for every edge. `None` is an in-process caller with no person behind it (the demo's set-up, tests):
+no remit check, and a decision sent without an actor carries no attestation (projects that trust keys refuse it).
+
+Every failure a person can cause (an invalid file, an unknown project, a refused decision, servers or workers not
+running) becomes a `UserError` whose message is one sentence in the domain's words.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
+import structlog
+from pydantic import BaseModel, Field, ValidationError
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.client import (
     WorkflowExecutionStatus as ExecutionStatus,
@@ -29,39 +45,39 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, TemporalError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from alliance.idempotency import KeyLedger, KeyRefused, fingerprint, used_differently
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from schemas.decisions import (
-    Approve,
-    Cancel,
-    CompleteMilestone,
-    Decision,
-    ProvideInformation,
-    Receipt,
-    Reject,
-    RequestInformation,
-    SatisfyCondition,
-)
+from schemas.decisions import AwaitProgress, Decision, Institution, Progress, Receipt
 from schemas.identity import Identity
+from schemas.money import Money
 from schemas.proposal import Proposal
-from schemas.status import ProjectStatus
+from schemas.status import ProjectStatus, ReviewStatus
 from schemas.timetable import ProjectInput, Timetable
-from workflows import remit, visibility
+from workflows import catalogue, remit, visibility
 from workflows.project import ProjectWorkflow, workflow_id
+from workflows.refusals import has_ended
+from workflows.remit import Action
+
+log = structlog.get_logger(__name__)
 
 MAX_PROPOSAL_BYTES = 1_000_000
-# A project whose worker is gone should say so in seconds, not hang the caller.
-QUERY_TIMEOUT = timedelta(seconds=30)
+WORKERS_CHECK_SECONDS = 5.0
+# A worker long-polls for about a minute; one not seen for longer is gone.
+POLLER_RECENT = timedelta(seconds=90)
+PAGE_SIZE = 100
+INBOX_READS_AT_ONCE = 16
 
 
 class UserError(Exception):
     """A mistake or a refusal to show the person as one line; nothing was changed.
 
     `kind` says which, for the API's status codes: invalid, unauthenticated, forbidden, unknown, refused,
-    conflict, unavailable."""
+    conflict, key_reused (an idempotency key sent with another request), in_progress (its first request is still
+    running), precondition_failed (the status the decision was based on has changed), unavailable."""
 
     def __init__(self, message: str, kind: str = "invalid") -> None:
         super().__init__(message)
@@ -90,7 +106,8 @@ def load_proposal(path: Path) -> Proposal:
     if size > MAX_PROPOSAL_BYTES:
         raise UserError(f"proposal file {path} is {size:,} bytes; a proposal is at most {MAX_PROPOSAL_BYTES:,}")
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        # Numbers with a fraction are read as Decimals from their text, never through a float (schemas/money.py).
+        raw = json.loads(path.read_bytes().decode("utf-8"), parse_float=Decimal)
     except UnicodeDecodeError as err:
         raise UserError(f"proposal file {path} is not UTF-8 text") from err
     except (json.JSONDecodeError, RecursionError) as err:
@@ -105,11 +122,27 @@ def parse_proposal(raw: Any) -> Proposal:
         raise UserError(explain_validation(err, "proposal")) from err
 
 
+class Started(BaseModel):
+    """What `propose` did: started the project, or found it started earlier by this very request (same idempotency
+    key, same proposal), in which case nothing changed."""
+
+    project_id: str
+    workflow_id: str
+    replayed: bool = Field(
+        default=False, description="True when an earlier request with the same key and proposal had started it"
+    )
+
+
+PROPOSALS = "POST /projects"
+
+
 @dataclass
 class Projects:
     client: Client
     settings: Settings
     edge: Edge | None = None
+    keys: KeyLedger = field(default_factory=KeyLedger)
+    _workers_seen_at: float = field(default=float("-inf"), repr=False)
 
     def _handle(self, project_id: str) -> WorkflowHandle[ProjectWorkflow, ProjectStatus]:
         return self.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(project_id))
@@ -120,9 +153,28 @@ class Projects:
         timetable: Timetable | None = None,
         actor: Identity | None = None,
         idempotency_key: str | None = None,
-    ) -> str:
-        if actor is not None and (why := remit.refusal(actor, remit.Action.propose)) is not None:
-            raise UserError(why, "forbidden")
+    ) -> Started:
+        """Starts the project. With an idempotency key, the key is bound to this proposal (its fingerprint is kept
+        with the project): the same request again returns the first result (`replayed`); the same key with another
+        proposal, or for another project, is refused (key_reused) and changes nothing."""
+        if idempotency_key is None:
+            return await self._propose(proposal, timetable, actor, None)
+        print_ = fingerprint(PROPOSALS, proposal)
+        caller = str(actor) if actor else ""
+        try:
+            async with self.keys.claim(caller, idempotency_key, f"{PROPOSALS} ({proposal.project_id})", print_):
+                return await self._propose(proposal, timetable, actor, (idempotency_key, print_))
+        except KeyRefused as err:
+            raise UserError(str(err), err.kind) from err
+
+    async def _propose(
+        self,
+        proposal: Proposal,
+        timetable: Timetable | None,
+        actor: Identity | None,
+        key: tuple[str, str] | None,
+    ) -> Started:
+        self._permit(actor, Action.propose)
         if proposal.country not in {c.upper() for c in self.settings.partner_countries}:
             raise UserError(
                 f"country: {proposal.country} is not a partner country of the alliance "
@@ -157,52 +209,126 @@ class Projects:
                         SearchAttributePair(visibility.SECTOR, proposal.sector.value),
                     ]
                 ),
-                memo={"idempotency_key": idempotency_key, "proposed_by": str(actor) if actor else None},
+                memo={
+                    "idempotency_key": key[0] if key else None,
+                    "fingerprint": key[1] if key else None,
+                    "proposed_by": str(actor) if actor else None,
+                },
                 static_summary=f"{proposal.country} · {proposal.sector.value} · {proposal.title}",
                 static_details="\n\n".join(lines),
             )
         except WorkflowAlreadyStartedError as err:
+            if key is not None and (replayed := await self._started_by(proposal, *key)) is not None:
+                return replayed
             raise UserError(
                 f"project {proposal.project_id} already exists ({wf_id}); a project id is used only once", "conflict"
             ) from err
         except RPCError as err:
             raise UserError(f"could not start project {proposal.project_id}: {err.message}") from err
-        return wf_id
+        return Started(project_id=proposal.project_id, workflow_id=wf_id)
 
-    async def started_with(self, project_id: str, idempotency_key: str) -> bool:
-        """Whether the project was started by a request with this idempotency key."""
+    async def _started_by(self, proposal: Proposal, key: str, print_: str) -> Started | None:
+        """The first result when the existing project was started with this key: `replayed` for the same proposal,
+        key_reused for another. None when another key (or none) started it."""
         try:
-            description = await self._handle(project_id).describe()
+            memo = await (await self._handle(proposal.project_id).describe()).memo()
         except RPCError:
-            return False
-        return bool((await description.memo()).get("idempotency_key") == idempotency_key)
+            return None
+        if memo.get("idempotency_key") != key:
+            return None
+        if memo.get("fingerprint") not in (None, print_):
+            raise UserError(used_differently(key, f"{PROPOSALS} ({proposal.project_id})"), "key_reused")
+        return Started(project_id=proposal.project_id, workflow_id=workflow_id(proposal.project_id), replayed=True)
 
-    async def decide(self, project_id: str, decision: Decision, actor: Identity | None = None) -> Receipt:
-        update: Any = {
-            Approve: ProjectWorkflow.approve,
-            Reject: ProjectWorkflow.reject,
-            RequestInformation: ProjectWorkflow.request_information,
-            ProvideInformation: ProjectWorkflow.provide_information,
-            SatisfyCondition: ProjectWorkflow.satisfy_condition,
-            CompleteMilestone: ProjectWorkflow.complete_milestone,
-            Cancel: ProjectWorkflow.cancel,
-        }[type(decision)]
+    def _permit(self, actor: Identity | None, action: Action, institution: Institution | None = None) -> None:
+        if actor is not None and (why := remit.refusal(actor, action, institution)) is not None:
+            raise UserError(why, "forbidden")
+
+    async def decide(
+        self, project_id: str, decision: Decision, actor: Identity | None = None, wait: float | None = None
+    ) -> Receipt:
+        """Sends the decision to the project as `actor` (attested by this edge) and returns its receipt (the stage
+        and sequence after its effects). Its decision id is its idempotency key: the same decision again returns the
+        first receipt; another decision under a used id, or the id reused for another project, is refused
+        (key_reused) and changes nothing. With no worker to take it, it returns within `wait` seconds (default
+        `decision_wait_seconds`) with an `unavailable` error naming the task queue."""
+        kind = catalogue.kind_of(decision)
+        self._permit(actor, kind.action, kind.institution_of(decision))
+        # Like the workflow's ledger: the basis (`based_on_sequence`) is when the decision applies, not what it
+        # decides; a retry may carry a newer one and is the same request.
+        resource = f"POST /projects/{project_id}/{kind.route}"
+        print_ = fingerprint(resource, decision, exclude={"attestation", "based_on_sequence"})
+        caller = str(actor) if actor else ""
+        try:
+            async with self.keys.claim(caller, decision.decision_id, resource, print_):
+                return await self._decide(project_id, decision, kind, actor, wait)
+        except KeyRefused as err:
+            raise UserError(str(err), err.kind) from err
+
+    async def _decide(
+        self,
+        project_id: str,
+        decision: Decision,
+        kind: catalogue.DecisionKind,
+        actor: Identity | None,
+        wait: float | None,
+    ) -> Receipt:
         if actor is not None:
             if self.edge is None:
                 raise UserError("this edge has no signing key to attest who decides", "unavailable")
             decision = self.edge.attest(actor, project_id, decision)
+        seconds = wait if wait is not None else self.settings.decision_wait_seconds
+        await self._check_workers(project_id, decision)
         handle = self._handle(project_id)
         try:
-            result: Receipt = await handle.execute_update(update, decision, id=update_id(decision))
-            return result
+            receipt: Receipt = await handle.execute_update(
+                kind.update,
+                decision,
+                id=update_id(decision),
+                result_type=Receipt,
+                rpc_timeout=timedelta(seconds=seconds),
+            )
+            return receipt
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise UserError(
+                f"no worker on task queue {self.settings.task_queue} answered within {seconds:g} s, so decision "
+                f"{decision.decision_id} has no outcome yet: Temporal keeps it for the project, which may still take "
+                "it when a worker comes (within the attestation's "
+                f"{self.settings.attestation_seconds} s, else it is refused as expired); send the same decision "
+                f"again (decision id {decision.decision_id}) to learn its outcome: it is never taken twice",
+                "unavailable",
+            ) from err
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError):
-                kind = "forbidden" if cause.type == "NotPermitted" else "refused"
-                raise UserError(f"refused: {cause.message}", kind) from err
-            raise UserError(f"refused: {cause}", "refused") from err
+            raise refusal(err) from err
         except RPCError as err:
             raise await self._explain_rpc(project_id, err) from err
+
+    async def _check_workers(self, project_id: str, decision: Decision) -> None:
+        """Refuses to send when no worker has polled the task queue lately (nothing was sent). Asked of the server at
+        most every WORKERS_CHECK_SECONDS per process, so a burst of decisions costs one call."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._workers_seen_at < WORKERS_CHECK_SECONDS:
+            return
+        try:
+            answer = await self.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.client.namespace,
+                    task_queue=TaskQueue(name=self.settings.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ),
+                timeout=timedelta(seconds=10),
+            )
+        except RPCError:
+            return  # the update itself reports what is wrong with Temporal
+        now = datetime.now(UTC)
+        if any(now - p.last_access_time.ToDatetime(tzinfo=UTC) < POLLER_RECENT for p in answer.pollers):
+            self._workers_seen_at = loop.time()
+            return
+        raise UserError(
+            f"no worker polls task queue {self.settings.task_queue}, so decision {decision.decision_id} was not "
+            f"sent to project {project_id} and nothing changed: start a worker (`alliance worker`) and send it again",
+            "unavailable",
+        )
 
     async def _explain_rpc(self, project_id: str, err: RPCError) -> UserError:
         if err.status is RPCStatusCode.NOT_FOUND:
@@ -211,18 +337,46 @@ class Projects:
             except RPCError:
                 return UserError(f"unknown project {project_id}: no workflow {workflow_id(project_id)}", "unknown")
             if description.status is not ExecutionStatus.RUNNING:
-                stage = await self._final_stage(project_id)
-                return UserError(f"project {project_id} has ended ({stage}); it takes no more decisions", "refused")
+                try:
+                    stage = (await self._handle(project_id).result()).stage
+                except WorkflowFailureError:
+                    return UserError(f"project {project_id}'s workflow failed; it takes no more decisions", "refused")
+                return UserError(f"refused: {has_ended(project_id, stage).message}", "refused")
         return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "unavailable")
 
-    async def _final_stage(self, project_id: str) -> str:
+    async def await_progress(self, project_id: str, wait: AwaitProgress, actor: Identity | None = None) -> Progress:
+        """Waits (up to `wait.timeout_seconds` of workflow time) for the project to reach `wait.min_sequence` or one
+        of `wait.stages` (or to end), through the workflow's `await_progress` Update: no status polling. An ended
+        project answers from its result."""
+        self._permit(actor, Action.read)
+        handle = self._handle(project_id)
         try:
-            status = await self._handle(project_id).result()
-            return status.stage.value
-        except WorkflowFailureError:
-            return "failed"
+            progress: Progress = await handle.execute_update(
+                catalogue.AWAIT_PROGRESS,
+                wait,
+                result_type=Progress,
+                rpc_timeout=timedelta(seconds=wait.timeout_seconds + self.settings.decision_wait_seconds),
+            )
+            return progress
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise UserError(
+                f"project {project_id} did not answer within {wait.timeout_seconds:g} s: no worker on task queue "
+                f"{self.settings.task_queue} took it up",
+                "unavailable",
+            ) from err
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise await self._explain_rpc(project_id, err) from err
+            try:
+                status = await handle.result()
+            except (RPCError, WorkflowFailureError):
+                raise await self._explain_rpc(project_id, err) from err
+            return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=True)
 
-    async def status(self, project_id: str) -> ProjectStatus:
+    async def status(self, project_id: str, actor: Identity | None = None) -> ProjectStatus:
+        """The project's status (a query to its worker, or its result once it has ended); without loan terms for an
+        actor outside the borrower and the institutions. A status that cannot be read is an `unavailable` error."""
+        self._permit(actor, Action.read)
         handle = self._handle(project_id)
         try:
             description = await handle.describe()
@@ -234,15 +388,52 @@ class Projects:
             raise UserError(f"cannot read project {project_id}: {err.message}", "unavailable") from err
         try:
             if description.status is ExecutionStatus.COMPLETED:
-                return await handle.result()
-            return await handle.query(ProjectWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+                status = await handle.result()
+            else:
+                status = await handle.query(
+                    ProjectWorkflow.status, rpc_timeout=timedelta(seconds=self.settings.decision_wait_seconds)
+                )
         except WorkflowFailureError as err:
-            raise UserError(f"project {project_id}'s workflow failed: {err.cause}") from err
+            raise UserError(f"project {project_id}'s workflow failed: {err.cause}", "unavailable") from err
+        except (RPCError, WorkflowQueryFailedError, TemporalError) as err:
+            # A worker gone, a status too large to send (Blob data size exceeds limit), a query the worker failed.
+            message = (
+                f"cannot read the status of project {project_id}: {getattr(err, 'message', None) or err} (is a "
+                f"worker running on task queue {self.settings.task_queue}? `alliance worker` starts one)"
+            )
+            raise UserError(message, "unavailable") from err
+        if actor is not None and remit.refusal(actor, Action.read_terms) is not None:
+            status = redacted(status)
+        return status
+
+    async def page(
+        self,
+        actor: Identity | None = None,
+        *,
+        stage: str | None = None,
+        country: str | None = None,
+        sector: str | None = None,
+        pending: str | None = None,
+        page_size: int = PAGE_SIZE,
+        page_token: str | None = None,
+    ) -> ProjectPage:
+        """One page of projects from Temporal visibility (newest first), with the total that match the filters and
+        the token of the next page (None on the last)."""
+        self._permit(actor, Action.read)
+        query = visibility_query(stage, country, sector, pending)
+        listing = self.client.list_workflows(
+            query, page_size=page_size, next_page_token=_temporal_token(query, page_token)
+        )
+        try:
+            await listing.fetch_next_page()
+            total = (await self.client.count_workflows(query)).count
         except RPCError as err:
-            raise UserError(
-                f"project {project_id} did not answer ({err.message}); is a worker running (`alliance worker`)?",
-                "unavailable",
-            ) from err
+            if page_token and err.status is RPCStatusCode.INVALID_ARGUMENT:
+                raise UserError("page_token: it is not a token of this listing; start from the first page") from err
+            raise UserError(f"cannot list projects: {err.message}", "unavailable") from err
+        rows = [project_row(execution) for execution in listing.current_page or []]
+        token = _page_token(query, listing.next_page_token) if listing.next_page_token and rows else None
+        return ProjectPage(projects=rows, total=total, next_page_token=token)
 
     async def list(
         self,
@@ -250,33 +441,53 @@ class Projects:
         country: str | None = None,
         sector: str | None = None,
         pending: str | None = None,
-        limit: int = 200,
+        actor: Identity | None = None,
     ) -> list[ProjectRow]:
-        clauses = ["WorkflowType = 'AllianceProject'"]
-        for key, value in (
-            (visibility.STAGE, stage),
-            (visibility.COUNTRY, country and country.upper()),
-            (visibility.SECTOR, sector),
-            (visibility.PENDING, pending),
-        ):
-            if value:
-                clauses.append(f"{key.name} = '{quote(value)}'")
-        rows = []
-        async for execution in self.client.list_workflows(" AND ".join(clauses), limit=limit):
-            attrs = execution.typed_search_attributes
-            rows.append(
-                ProjectRow(
-                    project_id=execution.id.removeprefix("project-"),
-                    stage=attrs.get(visibility.STAGE) or "?",
-                    country=attrs.get(visibility.COUNTRY) or "?",
-                    sector=attrs.get(visibility.SECTOR) or "?",
-                    pending=list(attrs.get(visibility.PENDING) or []),
-                    contract_usd=attrs.get(visibility.CONTRACT_USD),
-                    started=execution.start_time,
-                    running=execution.status is ExecutionStatus.RUNNING,
-                )
+        """Every project that matches the filters (all pages)."""
+        rows: list[ProjectRow] = []
+        token: str | None = None
+        while True:
+            page = await self.page(
+                actor, stage=stage, country=country, sector=sector, pending=pending, page_size=1000, page_token=token
             )
-        return rows
+            rows.extend(page.projects)
+            if (token := page.next_page_token) is None:
+                return rows
+
+    async def inbox(
+        self,
+        institution: Institution,
+        actor: Identity | None = None,
+        page_size: int = PAGE_SIZE,
+        page_token: str | None = None,
+    ) -> InboxPage:
+        """The reviews open at `institution`, nearest deadline first across all pages (the token carries the
+        last deadline and project shown). Every project waiting for the institution is read; one that does not
+        answer is listed in `unanswered`, never silently left out."""
+        self._permit(actor, Action.inbox, institution)
+        rows = [row for row in await self.list(pending=institution.value) if row.running]
+        gate = asyncio.Semaphore(INBOX_READS_AT_ONCE)
+
+        async def read(project_id: str) -> ProjectStatus:
+            async with gate:
+                return await self.status(project_id)
+
+        answers = await asyncio.gather(*(read(row.project_id) for row in rows), return_exceptions=True)
+        items: list[InboxItem] = []
+        unanswered: list[str] = []
+        for row, status in zip(rows, answers, strict=True):
+            if not isinstance(status, ProjectStatus):
+                log.warning("inbox_project_unanswered", project_id=row.project_id, error=str(status))
+                unanswered.append(row.project_id)
+                continue
+            items.extend(inbox_items(status, institution))
+        items.sort(key=lambda item: (item.deadline, item.project_id))
+        after = _inbox_after(page_token)
+        items_after = [i for i in items if after is None or (i.deadline, i.project_id) > after]
+        shown = items_after[:page_size]
+        more = len(items_after) > page_size
+        token = _inbox_token(shown[-1].deadline, shown[-1].project_id) if more and shown else None
+        return InboxPage(items=shown, total=len(items), next_page_token=token, unanswered=sorted(unanswered))
 
 
 class ProjectRow(BaseModel):
@@ -290,6 +501,146 @@ class ProjectRow(BaseModel):
     running: bool
 
 
+class ProjectPage(BaseModel):
+    """A page of projects: `total` match the filters; `next_page_token` fetches the next page (None: last page)."""
+
+    projects: list[ProjectRow]
+    total: int = Field(description="How many projects match the filters, over all pages")
+    next_page_token: str | None = Field(default=None, description="Pass as `page_token` for the next page")
+
+
+class InboxItem(BaseModel):
+    project_id: str
+    title: str
+    country: str
+    institution: Institution
+    requested: Money
+    deadline: datetime = Field(description="When the review expires (ISO 8601)")
+    status: ReviewStatus
+    open_information_request: str | None = None
+
+
+class InboxPage(BaseModel):
+    """Open reviews at one institution, nearest deadline first across pages."""
+
+    items: list[InboxItem]
+    total: int = Field(description="How many open reviews the institution has, over all pages")
+    next_page_token: str | None = Field(default=None, description="Pass as `page_token` for the next page")
+    unanswered: list[str] = Field(
+        default_factory=list,
+        description="Projects waiting for the institution whose status could not be read now (not in `items`)",
+    )
+
+
+def inbox_items(status: ProjectStatus, institution: Institution) -> list[InboxItem]:
+    items = []
+    for review in status.reviews:
+        if review.institution is institution and review.status.is_open:
+            open_request = next((r.request_id for r in review.information_requests if r.answer is None), None)
+            items.append(
+                InboxItem(
+                    project_id=status.project_id,
+                    title=status.title,
+                    country=status.country,
+                    institution=institution,
+                    requested=review.requested,
+                    deadline=review.deadline,
+                    status=review.status,
+                    open_information_request=open_request,
+                )
+            )
+    return items
+
+
+def redacted(status: ProjectStatus) -> ProjectStatus:
+    """The status without loan terms, for readers outside the borrower and the institutions."""
+    reviews = [review.model_copy(update={"terms": None}) for review in status.reviews]
+    return status.model_copy(update={"reviews": reviews})
+
+
+def project_row(execution: WorkflowExecution) -> ProjectRow:
+    attrs = execution.typed_search_attributes
+    return ProjectRow(
+        project_id=execution.id.removeprefix("project-"),
+        stage=attrs.get(visibility.STAGE) or "?",
+        country=attrs.get(visibility.COUNTRY) or "?",
+        sector=attrs.get(visibility.SECTOR) or "?",
+        pending=list(attrs.get(visibility.PENDING) or []),
+        contract_usd=attrs.get(visibility.CONTRACT_USD),
+        started=execution.start_time,
+        running=execution.status is ExecutionStatus.RUNNING,
+    )
+
+
+def visibility_query(stage: str | None, country: str | None, sector: str | None, pending: str | None) -> str:
+    clauses = ["WorkflowType = 'AllianceProject'"]
+    for key, value in (
+        (visibility.STAGE, stage),
+        (visibility.COUNTRY, country and country.upper()),
+        (visibility.SECTOR, sector),
+        (visibility.PENDING, pending),
+    ):
+        if value:
+            clauses.append(f"{key.name} = '{quote(value)}'")
+    return " AND ".join(clauses)
+
+
+def _query_tag(query: str) -> bytes:
+    return hashlib.sha256(query.encode()).digest()[:8]
+
+
+def _page_token(query: str, temporal_token: bytes) -> str:
+    """Temporal's page token, tagged with the listing's filters so that it is not used with others."""
+    return base64.urlsafe_b64encode(_query_tag(query) + temporal_token).decode().rstrip("=")
+
+
+def _temporal_token(query: str, token: str | None) -> bytes | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError as err:
+        raise UserError("page_token: it is not a page token of this API") from err
+    if raw[:8] != _query_tag(query) or len(raw) <= 8:
+        raise UserError("page_token: it belongs to a listing with other filters; start from the first page")
+    return raw[8:]
+
+
+def _inbox_token(deadline: datetime, project_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{deadline.isoformat()}|{project_id}".encode()).decode().rstrip("=")
+
+
+def _inbox_after(token: str | None) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        moment, project_id = text.split("|", 1)
+        return datetime.fromisoformat(moment), project_id
+    except ValueError as err:
+        raise UserError("page_token: it is not a page token of this inbox") from err
+
+
+# The workflow's refusals (ApplicationError types) and the kinds of UserError they become.
+REFUSAL_KINDS = {
+    "NotPermitted": "forbidden",
+    "PreconditionFailed": "precondition_failed",
+    "DecisionIdReused": "key_reused",
+    "DecisionRefused": "refused",
+}
+
+
+def refusal(err: WorkflowUpdateFailedError) -> UserError:
+    """The project's refusal of a decision as one line; nothing was changed."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return UserError(f"refused: {cause}", "refused")
+    kind = REFUSAL_KINDS.get(cause.type or "", "refused")
+    if kind == "refused" and "was already used for a different decision" in cause.message:
+        kind = "key_reused"  # the workflow's rule for a reused decision id, before it had a type of its own
+    return UserError(f"refused: {cause.message}", kind)
+
+
 def quote(value: str) -> str:
     """Escapes a value for a visibility query (the values come from people)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
@@ -301,3 +652,58 @@ def update_id(decision: Decision) -> str:
     decision sent under a used id; with the digest, that one reaches the validator and is refused."""
     digest = remit.decision_digest(decision)[:16]
     return f"{decision.decision_id}/{digest}"
+
+
+class Operations(Protocol):
+    """What one person can do to projects, whichever way their edge reaches Temporal: the service bound to them
+    (`Acting`), or the API on their behalf (`alliance.api_client.ApiProjects`). The CLI is written against this."""
+
+    async def propose(self, proposal: Proposal) -> Started: ...
+    async def decide(self, project_id: str, decision: Decision, wait: float | None = None) -> Receipt: ...
+    async def status(self, project_id: str) -> ProjectStatus: ...
+    async def await_progress(self, project_id: str, wait: AwaitProgress) -> Progress: ...
+    async def page(self, filters: Filters, page_size: int, page_token: str | None) -> ProjectPage: ...
+    async def inbox(self, institution: Institution, page_size: int, page_token: str | None) -> InboxPage: ...
+
+
+@dataclass(frozen=True)
+class Filters:
+    stage: str | None = None
+    country: str | None = None
+    sector: str | None = None
+    pending: str | None = None
+
+
+@dataclass(frozen=True)
+class Acting:
+    """The service as one person uses it: every call goes through `Projects` with that person as the actor."""
+
+    projects: Projects
+    actor: Identity
+
+    async def propose(self, proposal: Proposal) -> Started:
+        # The project id is the proposal's idempotency key: the same file again changes nothing and says so.
+        return await self.projects.propose(proposal, actor=self.actor, idempotency_key=proposal.project_id)
+
+    async def decide(self, project_id: str, decision: Decision, wait: float | None = None) -> Receipt:
+        return await self.projects.decide(project_id, decision, self.actor, wait=wait)
+
+    async def status(self, project_id: str) -> ProjectStatus:
+        return await self.projects.status(project_id, self.actor)
+
+    async def await_progress(self, project_id: str, wait: AwaitProgress) -> Progress:
+        return await self.projects.await_progress(project_id, wait, self.actor)
+
+    async def page(self, filters: Filters, page_size: int, page_token: str | None) -> ProjectPage:
+        return await self.projects.page(
+            self.actor,
+            stage=filters.stage,
+            country=filters.country,
+            sector=filters.sector,
+            pending=filters.pending,
+            page_size=page_size,
+            page_token=page_token,
+        )
+
+    async def inbox(self, institution: Institution, page_size: int, page_token: str | None) -> InboxPage:
+        return await self.projects.inbox(institution, self.actor, page_size=page_size, page_token=page_token)

@@ -10,9 +10,9 @@ from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.screening import EligibilityRules
@@ -46,8 +46,45 @@ DEFAULT_RATES = {
 }
 
 
+ENV_PREFIX = "ALLIANCE_"
+
+
+class SettingError(Exception):
+    """A configuration mistake, as one line that names the variable and what it accepts."""
+
+    @classmethod
+    def of(cls, err: ValidationError) -> SettingError:
+        problems = []
+        for e in err.errors():
+            name = str(e["loc"][0]) if e.get("loc") else ""
+            field = Settings.model_fields.get(name)
+            variable = f"{ENV_PREFIX}{name.upper()}" if name else "settings"
+            value = e.get("input")
+            shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+            accepts = f" ({field.description})" if field and field.description else ""
+            message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{variable}{shown}: {message}{accepts}")
+        return cls("; ".join(problems))
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        """`ALLIANCE_METRICS_PORT=` (empty) means none for a setting that may be none, and the default for others."""
+        if not isinstance(data, dict):
+            return data
+        cleaned: dict[str, Any] = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if value == "" and field is not None and not field.is_required():
+                if type(None) in get_args(field.annotation):
+                    cleaned[key] = None
+                continue  # the default
+            cleaned[key] = value
+        return cleaned
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
@@ -108,14 +145,24 @@ class Settings(BaseSettings):
 
     # Identities: bearer tokens for callers, attestations for the workflow (see alliance/tokens.py)
     signing_key_file: Path = Field(default=STATE / "keys" / "edge-ed25519.pem", description="Created if missing")
-    token_public_keys_file: Path | None = Field(default=None, description="PEM keys of the token issuer")
+    token_public_keys_file: Path | None = Field(
+        default=None, description="The token issuer's public keys: a JWKS document or PEM keys (see alliance/tokens.py)"
+    )
     token_issuer: str = "alliance-local"
     token_audience: str = "alliance-api"
+    token_leeway_seconds: int = Field(
+        default=60, ge=0, le=600, description="Clock difference allowed when checking a token's exp, nbf and iat"
+    )
     attestation_seconds: int = Field(default=300, ge=10, le=3600)
+
+    # Decisions: how long an edge waits for a worker to answer a decision (or a status read) before it says so
+    decision_wait_seconds: float = Field(
+        default=30, gt=0, le=600, description="Bounded wait for a decision's outcome (CLI --wait, API Prefer: wait=N)"
+    )
 
     # API
     api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_port: int = Field(default=8080, ge=1, le=65535, description="A TCP port, 1-65535")
 
     # Worker Versioning: every worker declares its build id (the package version and git revision unless set)
     build_id: str | None = Field(default=None, description="Overrides the build id derived from version and revision")
@@ -128,7 +175,9 @@ class Settings(BaseSettings):
 
     # Metrics: the worker serves /metrics here (the API and the stream worker serve it on their own ports)
     metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = Field(default=9464, description="Worker's /metrics port; unset to serve none")
+    metrics_port: int | None = Field(
+        default=9464, ge=1, le=65535, description="A TCP port (1-65535) for the worker's /metrics; empty for none"
+    )
 
     # Tracing (OpenTelemetry): off unless switched on
     tracing: Literal["off", "otlp", "console"] = "off"
@@ -172,4 +221,8 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; SettingError (one line naming the variable) when one is wrong."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SettingError.of(err) from err

@@ -101,6 +101,12 @@ class EventRef(BaseModel):
     type: str
     time: datetime
     published: bool
+    stage: Stage | None = Field(default=None, description="The project's stage after the event")
+    subject: str | None = Field(
+        default=None,
+        description="What the event changes, as a decision names it (`review:cdb`, `condition:legal-opinion`, "
+        "`milestone:m1`, `project`); none for events no decision depends on",
+    )
 
 
 class ProjectStatus(BaseModel):
@@ -124,6 +130,11 @@ class ProjectStatus(BaseModel):
     warranty_over_at: datetime | None = Field(default=None, description="When final acceptance became possible")
     outcome: str | None = Field(default=None, description="Why the project ended where it did")
     events: list[EventRef] = Field(default_factory=list)
+    publishing_blocked: str | None = Field(
+        default=None,
+        description="Set while the broker refuses the project's next status events for good (a permanent error, "
+        "retried every 10 minutes): why. Instructions to institutions wait behind those events.",
+    )
     sequence: int = Field(
         default=0,
         ge=0,

@@ -1,8 +1,16 @@
 """One alliance project, from proposal to final acceptance: workflow id `project-<project id>`.
 
-The workflow decides; activities act. People act through Updates whose validators refuse a bad decision
-before it reaches history; every accepted decision and every transition becomes one status event, numbered
-per project and queued in an outbox that a single publisher drains in order.
+The workflow sequences; the rule modules decide. `financing`, `effectiveness`, `delivery` and `cancellation` say
+whether a decision is allowed and what it changes (pure functions of the status, unit-tested without a server);
+`basis` refuses decisions based on a status that has since changed; `limits` refuses what could not be delivered;
+`ledger` remembers every decision id. This class holds the state, runs the activities, timers and review children,
+and owns the outbox: every accepted decision and every transition becomes one status event, numbered per project
+and queued in an outbox that a single publisher drains in order.
+
+One writer of the stage: a decision is applied in one synchronous step of its Update handler (`_decide`); the main
+coroutine moves the stage only through `_enter`, which never leaves a final stage, and re-checks cancellation after
+every await, so an accepted cancellation wins over any transition still in flight and the outcome is always what
+the cancellation's receipt said.
 
 A project waiting years for a late milestone continues as new from its reminder loop (`_await_milestone`); the next
 run starts from `ProjectInput.continued` and carries on waiting for the same milestone.
@@ -11,13 +19,14 @@ run starts from `ProjectInput.continued` and carries on waiting for the same mil
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (
@@ -32,10 +41,12 @@ with workflow.unsafe.imports_passed_through():
     from schemas import events as ev
     from schemas.decisions import (
         Approve,
+        AwaitProgress,
         Cancel,
         CompleteMilestone,
         Decision,
         Institution,
+        Progress,
         ProvideInformation,
         Receipt,
         Reject,
@@ -44,69 +55,68 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.instructions import Instruction, InstructionAction
     from schemas.money import Money
-    from schemas.proposal import EximFacility, MilestoneKind, Proposal
+    from schemas.proposal import MilestoneKind, Proposal
     from schemas.status import (
-        Condition,
         Disbursement,
         EventRef,
-        InformationRequest,
         Milestone,
         ProjectStatus,
         Review,
         ReviewStatus,
         Stage,
-        Tranche,
     )
     from schemas.timetable import (
         Continued,
         ProjectInput,
-        RememberedDecision,
         ReviewClosed,
         ReviewInput,
         ReviewReminderDue,
         ReviewResult,
     )
-    from workflows import remit, visibility
+    from workflows import basis, cancellation, catalogue, effectiveness, financing, limits, remit, visibility
+    from workflows.change import Change
     from workflows.deadlines import wait_until, wait_until_direct
-    from workflows.delivery import add_months, milestone_payment, undrawn
+    from workflows.delivery import add_months, check_complete_milestone, milestone_payment, undrawn
+    from workflows.delivery import complete_milestone as complete
+    from workflows.ledger import Ledger
+    from workflows.refusals import NotPermitted, Refused, has_ended
     from workflows.remit import Action
     from workflows.review import REMINDER_SIGNAL, ReviewWorkflow
+
+__all__ = ["NotPermitted", "ProjectWorkflow", "Refused", "workflow_id"]
 
 WORKFLOW_ID_PREFIX = "project-"
 # Kafka may be down for a while: keep retrying, never give up on an event.
 PUBLISH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PUBLISH_BATCH = 100
+# After a permanent publishing error (the broker can never take the record as it is), try again this much later:
+# an operator can fix the broker's limits meanwhile; the event is never dropped.
+BLOCKED_PUBLISH_RETRY = timedelta(minutes=10)
+# How long a decision based on a status the project has not reached yet waits for it.
+BASIS_WAIT = timedelta(seconds=30)
 # Patch ids (see the README's rule for changing workflow code).
 MILESTONE_REMINDERS = "milestone-reminders"
+RECEIPTS_AFTER_EFFECTS = "receipts-after-effects"
+INSTRUCTIONS_AFTER_EVENTS = "instructions-after-events"
+COVER_RELEASED_AFTER_CLOSING = "cover-released-after-closing"
 
+D = TypeVar("D", bound=Decision)
 E = TypeVar("E", bound=ev.EventData)
+Check = Callable[[ProjectStatus, Proposal, D], None]
+Apply = Callable[[ProjectStatus, D, str, datetime], Change]
 
 
 def workflow_id(project_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{project_id}"
 
 
-class Refused(ApplicationError):
-    """A decision the project cannot accept; the message says why in the domain's words. Retrying cannot help."""
-
-    def __init__(self, message: str, kind: str = "DecisionRefused") -> None:
-        super().__init__(message, type=kind, non_retryable=True)
-
-
-class NotPermitted(Refused):
-    """The sender is not who the decision needs, or cannot prove who they are."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, kind="NotPermitted")
-
-
-STANDARD_CONDITIONS: list[tuple[str, str]] = [
-    ("loan-agreements-signed", "Loan agreements signed with every lending institution"),
-    ("legal-opinion", "Legal opinion on the borrower's capacity and the agreements' enforceability"),
-    ("down-payment-received", "The buyer's down payment received by the contractor"),
-    ("sinosure-policy-issued", "Sinosure insurance policy issued"),
-    ("management-fee-paid", "Management and commitment fees paid"),
-]
+def named(decision: Decision) -> str:
+    """The person a decision names as its author (officer, responder, or `by`)."""
+    for name in ("officer", "responder", "by"):
+        person = getattr(decision, name, None)
+        if isinstance(person, str):
+            return person
+    raise TypeError(f"{type(decision).__name__} names no person")
 
 
 @workflow.defn(name="AllianceProject")
@@ -132,15 +142,19 @@ class ProjectWorkflow:
             ],
         )
         self._outbox: list[ev.StatusEvent] = []
-        self._receipts: dict[str, tuple[str, Receipt]] = {}
+        self._ledger = Ledger()
         self._reviews: dict[Institution, workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]] = {}
         self._continue_after = start.continue_as_new_after_events
         self._run = 1
+        # What the main coroutine waits for while it waits for people (None while it is busy): a decision's
+        # receipt is written once the main coroutine is back waiting, i.e. after the decision's effects.
+        self._waiting: Callable[[], bool] | None = None
+        self._finished = False
         if start.continued is not None:
             # A run that continues an earlier one: same project, same event numbering, same decisions remembered.
             self._status = start.continued.status.model_copy(deep=True)
             self._status.sequence = len(self._status.events)  # statuses carried before `sequence` existed
-            self._receipts = {d.decision_id: (d.digest, d.receipt) for d in start.continued.decisions}
+            self._ledger = Ledger(start.continued.decisions)
             self._run = start.continued.run
 
     # ------------------------------------------------------------------ run
@@ -154,6 +168,7 @@ class ProjectWorkflow:
             await self._from_proposal()
         if self._cancelled:
             await self._wind_down("the project was cancelled")
+        self._finished = True
         await workflow.wait_condition(lambda: not self._outbox and workflow.all_handlers_finished())
         publisher.cancel()
         return self._status
@@ -202,23 +217,12 @@ class ProjectWorkflow:
 
     # ------------------------------------------------------------------ financing
 
-    def _requests(self) -> list[tuple[Institution, Money]]:
-        f = self._proposal.financing
-        requests: list[tuple[Institution, Money]] = []
-        if f.cdb_loan is not None:
-            requests.append((Institution.cdb, f.cdb_loan))
-        if f.exim_loan is not None:
-            requests.append((Institution.exim, f.exim_loan.amount))
-        if f.sinosure_cover is not None:
-            requests.append((Institution.sinosure, f.sinosure_cover))
-        return requests
-
     async def _financing(self) -> bool:
         self._enter(Stage.financing, "Financing: waiting for the institutions' decisions")
         opened = workflow.now()
         deadline = opened + timedelta(days=self._timetable.review_days)
         reminder = deadline - timedelta(days=self._timetable.reminder_days_before)
-        requests = self._requests()
+        requests = financing.requests(self._proposal)
         watchers = []
         if workflow.patched("reviews-open-before-their-clocks"):
             # Every review is open (and takes decisions) before its clock starts; a decision that arrives before
@@ -234,35 +238,25 @@ class ProjectWorkflow:
                 watchers.append(await self._start_review_clock(institution, requested, deadline, reminder))
         self._refresh_financing_details()
 
-        def settled() -> bool:
-            statuses = [r.status for r in self._status.reviews]
-            return (
-                self._cancelled
-                or all(s is ReviewStatus.approved for s in statuses)
-                or any(s in (ReviewStatus.rejected, ReviewStatus.expired) for s in statuses)
-            )
-
-        await workflow.wait_condition(settled)
+        await self._wait_for_people(lambda: self._cancelled or financing.settled(self._status))
         if self._cancelled:
             await self._withdraw_open_reviews("the project was cancelled")
             await asyncio.gather(*watchers)
             return False
-        failed = next(
-            (r for r in self._status.reviews if r.status in (ReviewStatus.rejected, ReviewStatus.expired)), None
-        )
-        if failed is not None:
-            how = "rejected the financing" if failed.status is ReviewStatus.rejected else "let its review expire"
-            reason = f"{failed.institution.display} {how}" + (f": {failed.reason}" if failed.reason else "")
+        reason = financing.failure(self._status)
+        if reason is not None:
             await self._withdraw_open_reviews(reason)
             await asyncio.gather(*watchers)
-            self._enter(Stage.financing_declined, f"Financing declined: {reason}")
+            # A cancellation accepted while the other reviews were being withdrawn wins (_enter leaves no final stage).
+            if not self._enter(Stage.financing_declined, f"Financing declined: {reason}"):
+                return False
             self._status.outcome = reason
             await self._release_commitments(reason)
             self._emit(ev.FinancingDeclined, reason=reason)
             return False
         await asyncio.gather(*watchers)
-        self._close_financing()
-        return True
+        # A cancellation accepted while the reviews' children were ending wins over closing the package.
+        return not self._cancelled and self._close_financing()
 
     def _open(self, institution: Institution, requested: Money, opened: datetime, deadline: datetime) -> None:
         self._status.reviews.append(
@@ -290,7 +284,7 @@ class ProjectWorkflow:
 
     async def _watch_review(self, handle: workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]) -> None:
         result = await handle
-        review = self._review(result.institution)
+        review = financing.review_of(self._status, result.institution)
         if result.expired and review.status.is_open:
             review.status = ReviewStatus.expired
             review.decided_at = workflow.now()
@@ -320,26 +314,15 @@ class ProjectWorkflow:
         if not await self._close_review(institution, outcome):
             raise Refused(
                 f"the {institution.display} review closed at its deadline "
-                f"({self._review(institution).deadline:%Y-%m-%d %H:%M} UTC) before this decision arrived"
+                f"({financing.review_of(self._status, institution).deadline:%Y-%m-%d %H:%M} UTC) before this decision "
+                "arrived"
             )
 
-    def _close_financing(self) -> None:
-        for review in self._status.reviews:
-            if review.institution is Institution.sinosure or review.approved is None:
-                continue
-            exim = self._proposal.financing.exim_loan
-            self._status.tranches.append(
-                Tranche(
-                    institution=review.institution,
-                    facility=exim.facility if review.institution is Institution.exim and exim else None,
-                    approved=review.approved,
-                    disbursed=review.approved.zero(),
-                    retained=review.approved.zero(),
-                    released=review.approved.zero(),
-                )
-            )
+    def _close_financing(self) -> bool:
+        self._status.tranches.extend(financing.tranches(self._status, self._proposal))
         cover = next((r.approved for r in self._status.reviews if r.institution is Institution.sinosure), None)
-        self._enter(Stage.effectiveness, "Financing closed; satisfying the conditions precedent")
+        if not self._enter(Stage.effectiveness, "Financing closed; satisfying the conditions precedent"):
+            return False
         self._emit(
             ev.FinancingClosed,
             tranches=[
@@ -348,187 +331,99 @@ class ProjectWorkflow:
             ],
             sinosure_cover=cover,
         )
+        return True
 
     def _refresh_financing_details(self) -> None:
         if self._status.stage is not Stage.financing:
             return
-        pending = [r for r in self._status.reviews if r.status.is_open]
-        if pending:
-            deadline = min(r.deadline for r in pending)
-            names = ", ".join(
-                r.institution.display
-                + (" (information requested)" if r.status is ReviewStatus.information_requested else "")
-                for r in pending
-            )
-            self._set_details(f"Financing: waiting for {names}; deadline {deadline:%Y-%m-%d}")
+        if (details := financing.details(self._status)) is not None:
+            self._set_details(details)
         self._set_search_attributes()
 
-    # ------------------------------------------------------------------ financing updates
+    # ------------------------------------------------------------------ decisions
 
     @workflow.update
     async def approve(self, decision: Approve) -> Receipt:
-        if (receipt := self._repeat(decision)) is not None:
-            return receipt
-        await self._close_review_for(decision.institution, "approved")
-        if (receipt := self._repeat(decision)) is not None:
-            return receipt
-        self._check_approve(decision)
-        review = self._review(decision.institution)
-        review.status = ReviewStatus.approved
-        review.approved = decision.amount
-        review.terms = decision.terms
-        review.conditions = list(decision.conditions)
-        review.decided_by = self._who(decision, decision.officer)
-        review.decided_at = workflow.now()
-        sequence = self._emit(
-            ev.ReviewApproved,
-            institution=decision.institution,
-            amount=decision.amount,
-            terms=decision.terms,
-            conditions=list(decision.conditions),
-            officer=review.decided_by,
+        return await self._decide(
+            decision,
+            financing.check_approve,
+            financing.approve,
+            before=lambda: self._close_review_for(decision.institution, "approved"),
+            after=self._refresh_financing_details,
         )
-        self._refresh_financing_details()
-        return self._remember(decision, f"{decision.institution.display} approved {decision.amount}", sequence)
 
     @approve.validator
     def _validate_approve(self, decision: Approve) -> None:
-        self._check_actor(decision, Action.approve, decision.institution)
-        self._check_approve(decision)
-
-    def _check_approve(self, decision: Approve) -> None:
-        if self._is_repeat(decision):
-            return
-        review = self._open_review(decision.institution)
-        if decision.amount.currency != review.requested.currency:
-            raise Refused(
-                f"{decision.institution.display} was asked for {review.requested}; "
-                f"an approval in {decision.amount.currency} does not match the request"
-            )
-        if decision.amount.amount <= 0:
-            raise Refused("an approval must be for an amount above zero; to decline, reject the request")
-        if decision.amount.amount > review.requested.amount:
-            raise Refused(
-                f"{decision.institution.display} cannot approve {decision.amount}: "
-                f"only {review.requested} was requested"
-            )
-        exim = self._proposal.financing.exim_loan
-        if (
-            decision.institution is Institution.exim
-            and exim is not None
-            and exim.facility is EximFacility.preferential_buyers_credit
-        ):
-            cover = next((r for r in self._status.reviews if r.institution is Institution.sinosure), None)
-            if cover is None or cover.status is not ReviewStatus.approved:
-                state = "has not decided yet" if cover is None or cover.status.is_open else f"is {cover.status.value}"
-                raise Refused(
-                    "China Exim cannot approve a preferential buyer's credit before Sinosure has approved "
-                    f"its cover; Sinosure {state}"
-                )
+        self._validate(decision, financing.check_approve)
 
     @workflow.update
     async def reject(self, decision: Reject) -> Receipt:
-        if (receipt := self._repeat(decision)) is not None:
-            return receipt
-        await self._close_review_for(decision.institution, "rejected")
-        if (receipt := self._repeat(decision)) is not None:
-            return receipt
-        self._check_reject(decision)
-        review = self._review(decision.institution)
-        review.status = ReviewStatus.rejected
-        review.reason = decision.reason
-        review.decided_by = self._who(decision, decision.officer)
-        review.decided_at = workflow.now()
-        sequence = self._emit(
-            ev.ReviewRejected, institution=decision.institution, reason=decision.reason, officer=review.decided_by
+        return await self._decide(
+            decision,
+            financing.check_reject,
+            financing.reject,
+            before=lambda: self._close_review_for(decision.institution, "rejected"),
+            after=self._refresh_financing_details,
         )
-        self._refresh_financing_details()
-        return self._remember(decision, f"{decision.institution.display} rejected the financing", sequence)
 
     @reject.validator
     def _validate_reject(self, decision: Reject) -> None:
-        self._check_actor(decision, Action.reject, decision.institution)
-        self._check_reject(decision)
-
-    def _check_reject(self, decision: Reject) -> None:
-        if not self._is_repeat(decision):
-            self._open_review(decision.institution)
+        self._validate(decision, financing.check_reject)
 
     @workflow.update
     async def request_information(self, request: RequestInformation) -> Receipt:
-        if (receipt := self._repeat(request)) is not None:
-            return receipt
-        self._check_request_information(request)
-        review = self._review(request.institution)
-        request_id = f"{request.institution.value}-rfi-{len(review.information_requests) + 1}"
-        review.information_requests.append(
-            InformationRequest(
-                request_id=request_id,
-                questions=request.questions,
-                asked_by=self._who(request, request.officer),
-                asked_at=workflow.now(),
-            )
+        return await self._decide(
+            request,
+            financing.check_request_information,
+            financing.request_information,
+            after=self._refresh_financing_details,
         )
-        review.status = ReviewStatus.information_requested
-        sequence = self._emit(
-            ev.InformationRequested,
-            institution=request.institution,
-            request_id=request_id,
-            questions=request.questions,
-            officer=self._who(request, request.officer),
-        )
-        self._refresh_financing_details()
-        return self._remember(request, f"{request.institution.display} asked for information ({request_id})", sequence)
 
     @request_information.validator
     def _validate_request_information(self, request: RequestInformation) -> None:
-        self._check_actor(request, Action.request_information, request.institution)
-        self._check_request_information(request)
-
-    def _check_request_information(self, request: RequestInformation) -> None:
-        if self._is_repeat(request):
-            return
-        review = self._open_review(request.institution)
-        if review.status is ReviewStatus.information_requested:
-            open_request = review.information_requests[-1]
-            raise Refused(
-                f"{request.institution.display}'s information request {open_request.request_id} is still "
-                "unanswered; wait for the contractor's answer before asking again"
-            )
+        self._validate(request, financing.check_request_information)
 
     @workflow.update
     async def provide_information(self, answer: ProvideInformation) -> Receipt:
-        if (receipt := self._repeat(answer)) is not None:
-            return receipt
-        self._check_provide_information(answer)
-        review = self._review(answer.institution)
-        request = review.information_requests[-1]
-        request.answer = answer.answer
-        request.documents = list(answer.documents)
-        request.answered_by = self._who(answer, answer.responder)
-        request.answered_at = workflow.now()
-        review.status = ReviewStatus.open
-        sequence = self._emit(
-            ev.InformationProvided,
-            institution=answer.institution,
-            request_id=request.request_id,
-            responder=request.answered_by,
-            documents=list(answer.documents),
+        return await self._decide(
+            answer,
+            financing.check_provide_information,
+            financing.provide_information,
+            after=self._refresh_financing_details,
         )
-        self._refresh_financing_details()
-        return self._remember(answer, f"answered {request.request_id}", sequence)
 
     @provide_information.validator
     def _validate_provide_information(self, answer: ProvideInformation) -> None:
-        self._check_actor(answer, Action.provide_information)
-        self._check_provide_information(answer)
+        self._validate(answer, financing.check_provide_information)
 
-    def _check_provide_information(self, answer: ProvideInformation) -> None:
-        if self._is_repeat(answer):
-            return
-        review = self._open_review(answer.institution)
-        if review.status is not ReviewStatus.information_requested:
-            raise Refused(f"{answer.institution.display} has no unanswered information request")
+    @workflow.update
+    async def satisfy_condition(self, request: SatisfyCondition) -> Receipt:
+        return await self._decide(
+            request,
+            effectiveness.check_satisfy_condition,
+            effectiveness.satisfy_condition,
+            after=self._refresh_effectiveness_details,
+        )
+
+    @satisfy_condition.validator
+    def _validate_satisfy_condition(self, request: SatisfyCondition) -> None:
+        self._validate(request, effectiveness.check_satisfy_condition)
+
+    @workflow.update
+    async def complete_milestone(self, report: CompleteMilestone) -> Receipt:
+        return await self._decide(report, check_complete_milestone, complete)
+
+    @complete_milestone.validator
+    def _validate_complete_milestone(self, report: CompleteMilestone) -> None:
+        self._validate(report, check_complete_milestone)
+
+    @workflow.update
+    async def cancel(self, request: Cancel) -> Receipt:
+        return await self._decide(request, cancellation.check_cancel, cancellation.cancel)
+
+    @cancel.validator
+    def _validate_cancel(self, request: Cancel) -> None:
+        self._validate(request, cancellation.check_cancel)
 
     @workflow.signal(name=REMINDER_SIGNAL)
     def reminder_due(self, due: ReviewReminderDue) -> None:
@@ -536,109 +431,89 @@ class ProjectWorkflow:
         if review is not None and review.status.is_open and self._status.stage is Stage.financing:
             self._emit(ev.ReviewReminder, institution=review.institution, deadline=review.deadline)
 
-    def _review(self, institution: Institution) -> Review:
-        for review in self._status.reviews:
-            if review.institution is institution:
-                return review
-        raise Refused(f"{institution.display} has no review in project {self._proposal.project_id}")
+    def _validate(self, decision: D, check: Check[D]) -> None:
+        """Every Update validator: the sender's remit (the catalogue's action, for the institution it acts for),
+        then (unless it is a repeat, or based on a status the project has not reached yet, which the handler waits
+        for) the decision's rules."""
+        kind = catalogue.kind_of(decision)
+        self._check_actor(decision, kind.action, kind.institution_of(decision))
+        if self._ledger.is_repeat(decision) or not basis.reached(self._status, decision):
+            return
+        self._judge(decision, check)
 
-    def _open_review(self, institution: Institution) -> Review:
-        review = next((r for r in self._status.reviews if r.institution is institution), None)
-        if review is None and self._status.stage is Stage.screening:
-            raise Refused(f"project {self._proposal.project_id} is still in screening: no review is open yet")
-        review = self._review(institution)
-        if not review.status.is_open:
-            raise Refused(f"the {institution.display} review is closed: {review.status.value}")
-        if self._status.stage is not Stage.financing:
-            raise Refused(f"project {self._proposal.project_id} is {self._status.stage.value}: no review is open")
-        return review
+    def _judge(self, decision: D, check: Check[D]) -> None:
+        if self._status.stage.is_final:
+            raise has_ended(self._status.project_id, self._status.stage)
+        basis.check(self._status, decision)
+        check(self._status, self._proposal, decision)
+        limits.check(self._status, decision)
+
+    async def _decide(
+        self,
+        decision: D,
+        check: Check[D],
+        apply: Apply[D],
+        before: Callable[[], Awaitable[None]] | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> Receipt:
+        """Every Update handler: applies the decision in one synchronous step (the single writer of its changes),
+        then answers with a receipt that shows the project once the decision's effects are done."""
+        if (receipt := self._ledger.repeat(decision)) is not None:
+            return receipt
+        if not basis.reached(self._status, decision):
+            try:
+                await workflow.wait_condition(lambda: basis.reached(self._status, decision), timeout=BASIS_WAIT)
+            except TimeoutError:
+                raise basis.not_reached(self._status, decision, BASIS_WAIT.total_seconds()) from None
+        if before is not None:
+            await before()
+            if (receipt := self._ledger.repeat(decision)) is not None:
+                return receipt
+        self._judge(decision, check)
+        change = apply(self._status, decision, self._who(decision), workflow.now())
+        if change.stage is not None:
+            self._enter(change.stage, change.details or self._status.details)
+        sequence = self._emit(change.event, **change.fields)
+        if after is not None:
+            after()
+        receipt = self._ledger.remember(
+            decision, Receipt(decision_id=decision.decision_id, message=change.message, event_sequence=sequence)
+        )
+        if workflow.patched(RECEIPTS_AFTER_EFFECTS):
+            await workflow.wait_condition(self._parked)
+            receipt = self._ledger.remember(
+                decision, receipt.model_copy(update={"stage": self._status.stage, "sequence": self._status.sequence})
+            )
+        return receipt
 
     # ------------------------------------------------------------------ effectiveness
 
     async def _effectiveness(self) -> bool:
-        approved = {r.institution for r in self._status.reviews if r.status is ReviewStatus.approved}
-        for condition_id, title in STANDARD_CONDITIONS:
-            if condition_id == "sinosure-policy-issued" and Institution.sinosure not in approved:
-                continue
-            self._status.conditions.append(Condition(condition_id=condition_id, title=title, required_by="standard"))
-        for review in self._status.reviews:
-            for number, text in enumerate(review.conditions, start=1):
-                self._status.conditions.append(
-                    Condition(
-                        condition_id=f"{review.institution.value}-{number}",
-                        title=text,
-                        required_by=review.institution.value,
-                    )
-                )
+        self._status.conditions.extend(effectiveness.conditions_precedent(self._status))
         deadline = workflow.now() + timedelta(days=self._timetable.effectiveness_days)
         self._status.effectiveness_deadline = deadline
         self._refresh_effectiveness_details()
-        await wait_until(lambda: self._cancelled or all(c.satisfied_at for c in self._status.conditions), deadline)
+        await self._wait_for_people(
+            lambda: self._cancelled or all(c.satisfied_at for c in self._status.conditions), deadline, direct=False
+        )
         if self._cancelled:
             return False
-        outstanding = [c.condition_id for c in self._status.conditions if c.satisfied_at is None]
+        outstanding = effectiveness.outstanding(self._status)
         if outstanding:
             reason = f"conditions precedent not satisfied by {deadline:%Y-%m-%d}: {', '.join(outstanding)}"
-            self._enter(Stage.lapsed, f"Lapsed: {reason}")
+            if not self._enter(Stage.lapsed, f"Lapsed: {reason}"):
+                return False
             self._status.outcome = reason
             await self._release_commitments(reason)
             self._emit(ev.EffectivenessLapsed, outstanding_conditions=outstanding)
             return False
-        self._enter(Stage.delivery, "Effective: delivering the milestones")
+        if not self._enter(Stage.delivery, "Effective: delivering the milestones"):
+            return False
         self._emit(ev.ProjectEffective)
         return True
 
     def _refresh_effectiveness_details(self) -> None:
-        outstanding = [c.condition_id for c in self._status.conditions if c.satisfied_at is None]
-        deadline = self._status.effectiveness_deadline
-        self._set_details(
-            f"Effectiveness: {len(outstanding)} condition(s) precedent outstanding "
-            f"({', '.join(outstanding)}); deadline {deadline:%Y-%m-%d}"
-            if outstanding and deadline
-            else "Effectiveness: all conditions precedent satisfied"
-        )
-
-    @workflow.update
-    async def satisfy_condition(self, request: SatisfyCondition) -> Receipt:
-        if (receipt := self._repeat(request)) is not None:
-            return receipt
-        self._check_satisfy_condition(request)
-        condition = next(c for c in self._status.conditions if c.condition_id == request.condition_id)
-        condition.satisfied_at = workflow.now()
-        condition.evidence = request.evidence
-        condition.satisfied_by = self._who(request, request.by)
-        sequence = self._emit(
-            ev.ConditionSatisfied,
-            condition_id=condition.condition_id,
-            title=condition.title,
-            evidence=request.evidence,
-            by=condition.satisfied_by,
-        )
-        self._refresh_effectiveness_details()
-        return self._remember(request, f"condition {condition.condition_id} satisfied", sequence)
-
-    @satisfy_condition.validator
-    def _validate_satisfy_condition(self, request: SatisfyCondition) -> None:
-        self._check_actor(request, Action.satisfy_condition)
-        self._check_satisfy_condition(request)
-
-    def _check_satisfy_condition(self, request: SatisfyCondition) -> None:
-        if self._is_repeat(request):
-            return
-        if self._status.stage is not Stage.effectiveness:
-            raise Refused(
-                f"project {self._proposal.project_id} is in {self._status.stage.value}: conditions precedent "
-                "are satisfied during effectiveness"
-            )
-        condition = next((c for c in self._status.conditions if c.condition_id == request.condition_id), None)
-        if condition is None:
-            open_ids = ", ".join(c.condition_id for c in self._status.conditions if c.satisfied_at is None)
-            raise Refused(f"unknown condition '{request.condition_id}'; outstanding: {open_ids}")
-        if condition.satisfied_at is not None:
-            raise Refused(
-                f"condition {condition.condition_id} was already satisfied on {condition.satisfied_at:%Y-%m-%d} "
-                f"with {condition.evidence}"
-            )
+        self._set_details(effectiveness.details(self._status))
 
     # ------------------------------------------------------------------ delivery
 
@@ -656,8 +531,11 @@ class ProjectWorkflow:
                 return
             # A certified milestone is owed even if a cancellation arrives while it is being paid.
             await self._disburse(milestone)
+        if self._cancelled:
+            return  # cancelled while the last milestone was paid: the retention goes back with the commitments
         await self._release_retention()
-        self._enter(Stage.completed, "Completed: final acceptance certified and retention released")
+        if not self._enter(Stage.completed, "Completed: final acceptance certified and retention released"):
+            return
         self._status.outcome = "final acceptance certified"
         self._emit(ev.ProjectCompleted)
 
@@ -675,11 +553,11 @@ class ProjectWorkflow:
             milestone.awaited_since = workflow.now()
         every = self._timetable.milestone_reminder_days
         if not every or not workflow.patched(MILESTONE_REMINDERS):
-            await workflow.wait_condition(done)
+            await self._wait_for_people(done)
             return
         interval = timedelta(days=every)
         while True:
-            if await wait_until_direct(done, milestone.awaited_since + interval * (milestone.reminders + 1)):
+            if await self._wait_for_people(done, milestone.awaited_since + interval * (milestone.reminders + 1)):
                 return
             # One reminder per interval; intervals missed while no worker ran are counted, not sent one by one.
             milestone.reminders = max(milestone.reminders + 1, (workflow.now() - milestone.awaited_since) // interval)
@@ -701,7 +579,10 @@ class ProjectWorkflow:
     async def _continue_as_new(self, done: Callable[[], bool]) -> None:
         """Continues as new once every event is published and no decision is being handled; returns (and the
         project goes on in this run) if the milestone was completed or the project cancelled in the meantime."""
+        # Decisions being handled must finish before the run ends: their receipts must not wait for this coroutine.
+        self._waiting = lambda: False
         await workflow.wait_condition(lambda: not self._outbox and workflow.all_handlers_finished())
+        self._waiting = None
         if done():
             return
         workflow.logger.info(
@@ -713,14 +594,7 @@ class ProjectWorkflow:
                 timetable=self._timetable,
                 trusted_keys=self._trusted_keys,
                 continue_as_new_after_events=self._continue_after,
-                continued=Continued(
-                    status=self._status,
-                    decisions=[
-                        RememberedDecision(decision_id=decision_id, digest=digest, receipt=receipt)
-                        for decision_id, (digest, receipt) in self._receipts.items()
-                    ],
-                    run=self._run + 1,
-                ),
+                continued=Continued(status=self._status, decisions=self._ledger.remembered(), run=self._run + 1),
             )
         )
 
@@ -729,9 +603,10 @@ class ProjectWorkflow:
         start = provisional.completed_at if provisional and provisional.completed_at else workflow.now()
         ends = add_months(start, self._timetable.warranty_months)
         self._status.warranty_ends_at = ends
-        self._enter(Stage.warranty, f"Warranty period until {ends:%Y-%m-%d}; final acceptance follows it")
+        if not self._enter(Stage.warranty, f"Warranty period until {ends:%Y-%m-%d}; final acceptance follows it"):
+            return
         self._emit(ev.WarrantyStarted, ends_at=ends)
-        await wait_until(lambda: self._cancelled, ends)
+        await self._wait_for_people(lambda: self._cancelled, ends, direct=False)
         if not self._cancelled:
             self._status.warranty_over_at = workflow.now()
 
@@ -785,97 +660,15 @@ class ProjectWorkflow:
                 instruction_id=instruction.instruction_id,
             )
 
-    @workflow.update
-    async def complete_milestone(self, report: CompleteMilestone) -> Receipt:
-        if (receipt := self._repeat(report)) is not None:
-            return receipt
-        self._check_complete_milestone(report)
-        milestone = next(m for m in self._status.milestones if m.milestone_id == report.milestone_id)
-        milestone.certificate = report.certificate
-        milestone.completed_at = workflow.now()
-        milestone.completed_by = self._who(report, report.by)
-        sequence = self._emit(
-            ev.MilestoneCompleted,
-            milestone_id=milestone.milestone_id,
-            milestone_kind=milestone.kind,
-            certificate=report.certificate,
-            by=milestone.completed_by,
-        )
-        return self._remember(report, f"milestone {milestone.milestone_id} completed", sequence)
-
-    @complete_milestone.validator
-    def _validate_complete_milestone(self, report: CompleteMilestone) -> None:
-        self._check_actor(report, Action.complete_milestone)
-        self._check_complete_milestone(report)
-
-    def _check_complete_milestone(self, report: CompleteMilestone) -> None:
-        if self._is_repeat(report):
-            return
-        if self._status.stage not in (Stage.delivery, Stage.warranty):
-            raise Refused(
-                f"project {self._proposal.project_id} is in {self._status.stage.value}: milestones are "
-                "completed during delivery"
-            )
-        milestone = next((m for m in self._status.milestones if m.milestone_id == report.milestone_id), None)
-        if milestone is None:
-            known = ", ".join(m.milestone_id for m in self._status.milestones)
-            raise Refused(f"unknown milestone '{report.milestone_id}'; the plan has: {known}")
-        if milestone.completed_at is not None:
-            raise Refused(
-                f"milestone {milestone.milestone_id} was already completed on {milestone.completed_at:%Y-%m-%d}"
-            )
-        following = next(m for m in self._status.milestones if m.completed_at is None)
-        if following is not milestone:
-            raise Refused(
-                f"milestone {milestone.milestone_id} cannot be completed before {following.milestone_id} "
-                f"({following.title})"
-            )
-        if milestone.kind is MilestoneKind.final_acceptance and self._status.warranty_over_at is None:
-            ends = self._status.warranty_ends_at
-            until = f"until {ends:%Y-%m-%d}" if ends else "after provisional acceptance"
-            raise Refused(f"final acceptance comes after the warranty period, which runs {until}")
-
-    # ------------------------------------------------------------------ cancellation and release
-
-    @workflow.update
-    async def cancel(self, request: Cancel) -> Receipt:
-        if (receipt := self._repeat(request)) is not None:
-            return receipt
-        self._check_cancel(request)
-        stage = self._status.stage
-        by = self._who(request, request.by)
-        self._enter(Stage.cancelled, f"Cancelled in {stage.value} by {by}: {request.reason}")
-        self._status.outcome = request.reason
-        sequence = self._emit(ev.ProjectCancelled, reason=request.reason, by=by, cancelled_in=stage)
-        return self._remember(request, f"project cancelled in {stage.value}", sequence)
-
-    @cancel.validator
-    def _validate_cancel(self, request: Cancel) -> None:
-        self._check_actor(request, Action.cancel)
-        self._check_cancel(request)
-
-    def _check_cancel(self, request: Cancel) -> None:
-        if not self._is_repeat(request) and self._status.stage.is_final:
-            raise Refused(f"project {self._proposal.project_id} has already ended: {self._status.stage.value}")
-
     async def _wind_down(self, reason: str) -> None:
         await self._withdraw_open_reviews(reason)
         await self._release_commitments(reason)
 
     async def _release_commitments(self, reason: str) -> None:
-        """Compensation: every approved commitment not drawn is given back to its institution."""
-        tranches = self._status.tranches or [
-            Tranche(
-                institution=r.institution,
-                approved=r.approved,
-                disbursed=r.approved.zero(),
-                retained=r.approved.zero(),
-                released=r.approved.zero(),
-            )
-            for r in self._status.reviews
-            if r.status is ReviewStatus.approved and r.approved is not None
-        ]
-        for tranche in tranches:
+        """Compensation: every approved commitment not drawn is given back to its institution, Sinosure's cover
+        included (in proportion to the China Exim loan left undrawn, once the package had closed)."""
+        cover = cancellation.cover_release(self._status)
+        for tranche in cancellation.commitments(self._status):
             amount = undrawn(tranche)
             if amount.amount == 0:
                 continue
@@ -891,8 +684,20 @@ class ProjectWorkflow:
             tranche.released = tranche.released + amount
             tranche.retained = amount.zero()
             self._emit(ev.CommitmentReleased, institution=tranche.institution, amount=amount, reason=reason)
+        if cover is not None and cover.amount > 0 and workflow.patched(COVER_RELEASED_AFTER_CLOSING):
+            sinosure = Institution.sinosure
+            await self._send(
+                Instruction.make(
+                    self._proposal.project_id, sinosure, InstructionAction.release_commitment, cover, reason=reason
+                )
+            )
+            self._emit(ev.CommitmentReleased, institution=sinosure, amount=cover, reason=reason)
 
     async def _send(self, instruction: Instruction) -> None:
+        """Sends an instruction to an institution, after every event recorded before it is on Kafka: downstream
+        systems never see a bank instructed about something the status topic does not show yet."""
+        if workflow.patched(INSTRUCTIONS_AFTER_EVENTS) and self._outbox:
+            await workflow.wait_condition(lambda: not self._outbox)
         await workflow.execute_activity(
             SEND_INSTRUCTION,
             SendInstruction(instruction=instruction),
@@ -907,15 +712,46 @@ class ProjectWorkflow:
     def status(self) -> ProjectStatus:
         return self._status
 
+    @workflow.update
+    async def await_progress(self, wait: AwaitProgress) -> Progress:
+        """Returns once the project has reached `min_sequence` or one of `stages` (or a final stage) and finished
+        reacting to it, or when `timeout_seconds` of workflow time have passed (`reached` is then False)."""
+
+        def arrived() -> bool:
+            status = self._status
+            return (
+                (wait.min_sequence is not None and status.sequence >= wait.min_sequence)
+                or status.stage in wait.stages
+                or status.stage.is_final
+            ) and self._parked()
+
+        if not arrived():
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(arrived, timeout=timedelta(seconds=wait.timeout_seconds))
+        status = self._status
+        return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=arrived())
+
     # ------------------------------------------------------------------ events, stages, receipts
 
     def _emit(self, model: type[E], **fields: Any) -> int:
         sequence = len(self._status.events) + 1
         data = model(project_id=self._proposal.project_id, sequence=sequence, stage=self._status.stage, **fields)
-        event = ev.StatusEvent.wrap(str(workflow.uuid4()), workflow.now(), data)
+        # `projectrun` tells this project's events from those of a project id proposed again after its workflow was
+        # deleted; the first run's id, so a project that continued as new keeps it.
+        event = ev.StatusEvent.wrap(
+            str(workflow.uuid4()), workflow.now(), data, projectrun=workflow.info().first_execution_run_id
+        )
         self._outbox.append(event)
         self._status.events.append(
-            EventRef(sequence=sequence, event_id=event.id, type=event.type, time=event.time, published=False)
+            EventRef(
+                sequence=sequence,
+                event_id=event.id,
+                type=event.type,
+                time=event.time,
+                published=False,
+                stage=data.stage,
+                subject=basis.subject_of(data),
+            )
         )
         self._status.sequence = sequence
         return sequence
@@ -924,23 +760,43 @@ class ProjectWorkflow:
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
             batch = self._outbox[:PUBLISH_BATCH]
-            await workflow.execute_activity(
-                PUBLISH_STATUS_EVENTS,
-                PublishEvents(events=batch),
-                result_type=int,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=PUBLISH_RETRY,
-            )
+            try:
+                await workflow.execute_activity(
+                    PUBLISH_STATUS_EVENTS,
+                    PublishEvents(events=batch),
+                    result_type=int,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=PUBLISH_RETRY,
+                )
+            except ActivityError as err:
+                # Only a permanent error ends the retries (the broker can never take these records as they are).
+                # The events stay first in the outbox, and instructions wait behind them: said in the status and
+                # the Web UI, retried after an operator had time to act.
+                cause = str(err.cause or err)
+                self._status.publishing_blocked = cause
+                workflow.set_current_details(f"Publishing status events is blocked: {cause}")
+                workflow.logger.error("publishing status events is blocked: %s", cause)
+                await workflow.sleep(BLOCKED_PUBLISH_RETRY)
+                continue
+            if self._status.publishing_blocked is not None:
+                self._status.publishing_blocked = None
+                workflow.set_current_details(self._status.details)
             del self._outbox[: len(batch)]
             for event in batch:
                 self._status.events[event.data.sequence - 1].published = True
 
-    def _enter(self, stage: Stage, details: str) -> None:
+    def _enter(self, stage: Stage, details: str) -> bool:
+        """Moves the project to `stage`; False (and nothing changes) if it has already ended: a final stage, such
+        as an accepted cancellation, is never overwritten."""
+        if self._status.stage.is_final:
+            workflow.logger.warning("project stays %s instead of entering %s", self._status.stage.value, stage.value)
+            return False
         self._status.stage = stage
         self._status.stage_since = workflow.now()
         self._set_details(details)
         self._set_search_attributes()
         workflow.logger.info("project entered %s", stage.value, extra={"stage": stage.value})
+        return True
 
     def _set_details(self, details: str) -> None:
         self._status.details = details
@@ -948,6 +804,27 @@ class ProjectWorkflow:
 
     def _set_search_attributes(self) -> None:
         workflow.upsert_search_attributes(visibility.updates_for(self._status))
+
+    async def _wait_for_people(
+        self, condition: Callable[[], bool], deadline: datetime | None = None, direct: bool = True
+    ) -> bool:
+        """Waits for decisions until `condition` holds, or until `deadline` (a durable timer; `direct=False` keeps
+        the older `wait_until` for the waits that used it, so running projects replay). Meanwhile the project is
+        parked: a decision's receipt is written once its effects are done. Returns whether `condition` holds."""
+        self._waiting = condition
+        try:
+            if deadline is None:
+                await workflow.wait_condition(condition)
+                return True
+            if direct:
+                return await wait_until_direct(condition, deadline)
+            return await wait_until(condition, deadline)
+        finally:
+            self._waiting = None
+
+    def _parked(self) -> bool:
+        """The main coroutine has nothing left to do until a person decides or a timer fires."""
+        return self._finished or (self._waiting is not None and not self._waiting())
 
     def _check_actor(self, decision: Decision, action: Action, institution: Institution | None = None) -> None:
         if not self._trusted_keys:
@@ -960,29 +837,7 @@ class ProjectWorkflow:
             raise NotPermitted(why)
 
     @staticmethod
-    def _who(decision: Decision, named: str) -> str:
+    def _who(decision: Decision) -> str:
         """Who made the decision: the attested identity, else the name the decision gives."""
         identity = remit.claimed(decision)
-        return str(identity) if identity is not None else named
-
-    def _is_repeat(self, decision: Decision) -> bool:
-        previous = self._receipts.get(decision.decision_id)
-        if previous is None:
-            return False
-        if previous[0] != remit.decision_digest(decision):
-            raise Refused(
-                f"decision id {decision.decision_id} was already used for a different decision "
-                f"({previous[1].message}); a new decision needs a new id"
-            )
-        return True
-
-    def _repeat(self, decision: Decision) -> Receipt | None:
-        if self._is_repeat(decision):
-            return self._receipts[decision.decision_id][1]
-        return None
-
-    def _remember(self, decision: Decision, message: str, sequence: int) -> Receipt:
-        decision_id = decision.decision_id
-        receipt = Receipt(decision_id=decision_id, message=message, event_sequence=sequence)
-        self._receipts[decision_id] = (remit.decision_digest(decision), receipt)
-        return receipt
+        return str(identity) if identity is not None else named(decision)

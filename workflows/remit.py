@@ -69,8 +69,10 @@ def refusal(identity: Identity, action: Action, institution: Institution | None 
 
 
 def decision_digest(decision: Decision) -> str:
-    """What an attestation vouches for: the decision's content, without the attestation itself."""
-    return hashlib.sha256(decision.model_dump_json(exclude={"attestation"}).encode()).hexdigest()
+    """What an attestation vouches for, and what makes a decision id's re-send the same decision: the decision's
+    content, without the attestation itself and without `based_on_sequence` (a precondition on when it applies, not
+    part of what is decided: a retry after a timeout may carry a newer one and is still the same decision)."""
+    return hashlib.sha256(decision.model_dump_json(exclude={"attestation", "based_on_sequence"}).encode()).hexdigest()
 
 
 def attest(identity: Identity, project_id: str, decision: Decision, key: Any, now: datetime, seconds: int) -> str:

@@ -93,3 +93,12 @@ def test_only_partner_countries_are_eligible() -> None:
         d["country"] = "FR"
 
     assert "FR is not among the alliance's partner countries" in reasons("zm-lusaka-smart-city-2", change)
+
+
+def test_a_failing_value_is_never_rounded_onto_the_threshold() -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["contract"]["amount"] = "60000000.00"
+        d["down_payment"]["amount"] = "8999999.99"
+
+    found = reasons("zm-lusaka-smart-city-2", change)
+    assert "the down payment is 14.99999998% of the contract; at least 15% is required" in found

@@ -18,14 +18,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from alliance.api import OPENAPI_FILE, create_app, openapi_document
 from alliance.demo import CONTRACTOR, OPERATOR, Driver, officer_of
-from alliance.projects import Projects
+from alliance.projects import Projects, UserError
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from schemas.decisions import Approve, Institution
+from alliance.worker import project_worker
+from schemas.decisions import Approve, AwaitProgress, Cancel, Institution, RequestInformation
 from schemas.identity import Identity, Role
 from schemas.money import Money
+from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, Stage
-from tests.support import example, raw_example
+from schemas.timetable import Timetable
+from tests.support import example, finished, raw_example
 from workflows.project import ProjectWorkflow, workflow_id
 from workflows.remit import attest
 
@@ -89,11 +92,18 @@ async def api(projects: Projects, settings: Settings, temporal_env: WorkflowEnvi
         yield Api(http, Edge(settings))
 
 
+async def project_in_financing(projects: Projects, project_id: str) -> str:
+    d = Driver(projects, example("ke-national-data-centre-2", project_id))
+    await d.start()
+    await projects.await_progress(project_id, AwaitProgress(stages=[Stage.financing]))
+    return project_id
+
+
 async def project_in_effectiveness(projects: Projects, project_id: str) -> str:
     d = Driver(projects, example("ke-national-data-centre-2", project_id))
     await d.start()
     await d.approve(Institution.exim, "Chen Jie")
-    await d.wait(lambda s: s.stage is Stage.effectiveness)
+    await d.reach(Stage.effectiveness)
     return project_id
 
 
@@ -204,7 +214,7 @@ async def test_a_caller_reaching_temporal_directly_cannot_decide_for_another_ban
     proposal = example("zm-lusaka-smart-city-2", "zm-direct")
     d = Driver(projects, proposal)
     await d.start()
-    await d.wait(lambda s: s.stage is Stage.financing)
+    await d.reach(Stage.financing)
     handle = projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(proposal.project_id))
     approve = Approve(
         decision_id="direct-1", institution=Institution.cdb, officer="Liu Yang", amount=Money.of("1000.00", "USD")
@@ -242,7 +252,12 @@ async def test_a_caller_reaching_temporal_directly_cannot_decide_for_another_ban
         assert getattr(refused.value.cause, "type", None) == "NotPermitted", name
         assert re.search(message, str(refused.value.cause)), (name, str(refused.value.cause))
     history = await handle.fetch_history()
-    assert not [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+    accepted = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert "approve" not in accepted, accepted
     # The officer of CDB, attested, is accepted and recorded as the decider.
     await d.approve(Institution.cdb, "Liu Yang")
     status = await projects.status(proposal.project_id)
@@ -255,15 +270,15 @@ async def test_idempotency_keys_return_the_first_result(api: Api, projects: Proj
     first = await api.call(CONTRACTOR, "POST", "/projects", body, key="proposal-ke-1")
     again = await api.call(CONTRACTOR, "POST", "/projects", body, key="proposal-ke-1")
     other = await api.call(CONTRACTOR, "POST", "/projects", body, key="proposal-ke-2")
-    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    assert first.status_code == again.status_code == 201
+    assert first.json() == {"project_id": "ke-idempotent", "workflow_id": "project-ke-idempotent", "replayed": False}
+    assert again.json() == first.json() | {"replayed": True}
     assert other.status_code == 409 and "already exists" in other.json()["message"]
     missing = await api.call(CONTRACTOR, "POST", "/projects", body)
-    assert missing.status_code == 422 and missing.json()["field"] == "Idempotency-Key"
+    assert missing.status_code == 400 and missing.json()["field"] == "Idempotency-Key"
+    assert missing.json()["code"] == "missing_key"
 
-    for _ in range(100):
-        if (await projects.status("ke-idempotent")).stage is Stage.financing:
-            break
-        await asyncio.sleep(0.1)
+    await projects.await_progress("ke-idempotent", AwaitProgress(stages=[Stage.financing]))
     decision = {
         "decision_id": "exim-ok",
         "institution": "exim",
@@ -279,6 +294,71 @@ async def test_idempotency_keys_return_the_first_result(api: Api, projects: Proj
     assert [e.type for e in status.events].count("org.alliance.project.review_approved") == 1
     mismatch = await api.call(EXIM, "POST", path, decision, key="another-key")
     assert mismatch.status_code == 422 and "Idempotency-Key" in mismatch.json()["message"]
+
+
+async def test_a_key_is_bound_to_its_request_and_refused_with_another(api: Api, projects: Projects) -> None:
+    """draft-ietf-httpapi-idempotency-key-header: the same key with another body, or for another resource, is
+    refused (422) and changes nothing, whichever door it comes through."""
+    body = raw_example("ke-national-data-centre-2") | {"project_id": "ke-bound"}
+    first = await api.call(CONTRACTOR, "POST", "/projects", body, key="bound-1")
+    assert first.status_code == 201, first.text
+    corrected = body | {"title": "Kenya National Data Centre, phase 2 (corrected)"}
+    refused = await api.call(CONTRACTOR, "POST", "/projects", corrected, key="bound-1")
+    assert refused.status_code == 422 and refused.json()["code"] == "key_reused", refused.text
+    assert "different request" in refused.json()["message"]
+    elsewhere = await api.call(CONTRACTOR, "POST", "/projects", body | {"project_id": "ke-bound-2"}, key="bound-1")
+    assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "key_reused", elsewhere.text
+    assert "already used for POST /projects (ke-bound)" in elsewhere.json()["message"]
+    with pytest.raises(UserError, match="unknown project"):
+        await projects.status("ke-bound-2")
+    assert (await projects.status("ke-bound")).title == body["title"]
+    # A fresh API (another process, or a restart) has no ledger: the project's own binding refuses the changed body.
+    fresh = Projects(projects.client, projects.settings, projects.edge)
+    with pytest.raises(UserError, match="different request to POST /projects \\(ke-bound\\)") as caught:
+        await fresh.propose(Proposal.model_validate(corrected), actor=CONTRACTOR, idempotency_key="bound-1")
+    assert caught.value.kind == "key_reused"
+
+    # Decisions: the decision id is the key.
+    await projects.await_progress("ke-bound", AwaitProgress(stages=[Stage.financing]))
+    other = await project_in_financing(projects, "ke-bound-other")
+    info = {"decision_id": "ask-1", "institution": "exim", "officer": "Chen Jie", "questions": "Audited accounts?"}
+    asked = await api.call(EXIM, "POST", "/projects/ke-bound/information-requests", info, key="ask-1")
+    assert asked.status_code == 200, asked.text
+    changed = info | {"questions": "Something else?"}
+    again = await api.call(EXIM, "POST", "/projects/ke-bound/information-requests", changed, key="ask-1")
+    assert again.status_code == 422 and again.json()["code"] == "key_reused", again.text
+    moved = await api.call(EXIM, "POST", f"/projects/{other}/information-requests", info, key="ask-1")
+    assert moved.status_code == 422 and moved.json()["code"] == "key_reused", moved.text
+    # The project's own record refuses it too, for a process that never saw the key.
+    with pytest.raises(UserError) as caught:
+        await fresh.decide("ke-bound", RequestInformation.model_validate(changed), EXIM)
+    assert caught.value.kind == "key_reused", caught.value
+
+    def asked_of(status: ProjectStatus) -> list[str]:
+        exim = next(r for r in status.reviews if r.institution is Institution.exim)
+        return [r.questions for r in exim.information_requests]
+
+    assert asked_of(await projects.status(other)) == []
+    assert asked_of(await projects.status("ke-bound")) == ["Audited accounts?"]
+    # A key whose request was refused before anything changed stays free for the corrected request.
+    bad = {"decision_id": "ask-2", "institution": "exim", "officer": "Chen Jie", "questions": ""}
+    assert (
+        await api.call(EXIM, "POST", f"/projects/{other}/information-requests", bad, key="ask-2")
+    ).status_code == 422
+    good = bad | {"questions": "Co-funding letters?"}
+    assert (
+        await api.call(EXIM, "POST", f"/projects/{other}/information-requests", good, key="ask-2")
+    ).status_code == 200
+
+
+async def test_an_amount_sent_as_a_json_number_keeps_its_digits(api: Api, projects: Projects) -> None:
+    body = raw_example("ke-national-data-centre-2") | {"project_id": "ke-number"}
+    text = json.dumps(body).replace(json.dumps(body["contract"]), '{"amount": 86072154524284.51, "currency": "USD"}')
+    headers = {"Authorization": f"Bearer {api.edge.issue(CONTRACTOR)}", "Idempotency-Key": "number-1"}
+    started = await api.http.post("/projects", content=text, headers=headers | {"Content-Type": "application/json"})
+    assert started.status_code == 201, started.text
+    status = await api.call(AUDITOR, "GET", "/projects/ke-number")
+    assert status.json()["contract"] == {"amount": "86072154524284.51", "currency": "USD"}
 
 
 async def test_errors_have_a_stable_code_and_name_the_field(api: Api) -> None:
@@ -318,6 +398,150 @@ async def test_oversized_and_malformed_bodies_are_refused_at_the_edge_with_a_cle
         refused = await api.call(CONTRACTOR, "POST", "/projects", bad, key=f"edge-{amount}")
         assert refused.status_code == 422, (amount, refused.text)
         assert refused.json()["code"] == "invalid" and refused.json()["field"].startswith("contract")
+
+
+async def test_a_decision_based_on_a_status_that_changed_is_refused_412(api: Api, projects: Projects) -> None:
+    project = await project_in_financing(projects, "ke-if-match")
+    read = await api.call(EXIM, "GET", f"/projects/{project}")
+    assert read.status_code == 200 and read.headers["ETag"] == f'"{read.json()["sequence"]}"'
+    etag = read.headers["ETag"]
+    asked = await api.decide(
+        EXIM, project, "information-requests", {"institution": "exim", "officer": "Chen Jie", "questions": "Why?"}
+    )
+    assert asked.status_code == 200, asked.text
+    receipt = asked.json()
+    assert receipt["stage"] == "financing" and receipt["sequence"] > int(etag.strip('"'))
+    approval = {
+        "decision_id": "approve-on-old-read",
+        "institution": "exim",
+        "officer": "Chen Jie",
+        "amount": {"amount": "1300000000.00", "currency": "CNY"},
+    }
+    headers = {
+        "Authorization": f"Bearer {api.edge.issue(EXIM)}",
+        "Idempotency-Key": approval["decision_id"],
+        "If-Match": etag,
+    }
+    stale = await api.http.post(f"/projects/{project}/approvals", json=approval, headers=headers)
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    problem = stale.json()
+    assert problem["code"] == "precondition_failed" and problem["status"] == 412
+    assert "information_requested" in problem["detail"] and "decide again" in problem["detail"]
+    status = await projects.status(project)
+    assert all(r.status.value != "approved" for r in status.reviews)
+    # Read again, decide on what was read: accepted (the same key, now with a basis that holds).
+    current = (await api.call(EXIM, "GET", f"/projects/{project}")).headers["ETag"]
+    bad = await api.http.post(f"/projects/{project}/approvals", json=approval, headers=headers | {"If-Match": "W/7"})
+    assert bad.status_code == 422 and "If-Match" in bad.json()["detail"]
+    accepted = await api.http.post(
+        f"/projects/{project}/approvals", json=approval, headers=headers | {"If-Match": current}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["stage"] == "effectiveness"
+
+
+async def test_lists_are_complete_a_page_at_a_time(api: Api, projects: Projects) -> None:
+    ids = [f"ke-page-{n}" for n in range(7)]
+    for project_id in ids:
+        await Driver(projects, example("ke-national-data-centre-2", project_id)).start()
+    for _ in range(100):  # visibility follows the projects, eventually
+        if (await api.call(AUDITOR, "GET", "/projects?country=KE")).json()["total"] >= len(ids):
+            break
+        await asyncio.sleep(0.1)
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        query = "/projects?country=KE&page_size=3" + (f"&page_token={token}" if token else "")
+        page = (await api.call(AUDITOR, "GET", query)).json()
+        pages += 1
+        assert page["total"] >= len(ids)
+        seen += [row["project_id"] for row in page["projects"]]
+        if (token := page["next_page_token"]) is None:
+            break
+    assert set(ids) <= set(seen) and len(seen) == len(set(seen)) == page["total"]
+    # Temporal may hand a token for a last page that turns out empty: at most one page more than the rows need.
+    assert -(-page["total"] // 3) <= pages <= -(-page["total"] // 3) + 1
+    first = (await api.call(AUDITOR, "GET", "/projects?country=KE&page_size=3")).json()
+    elsewhere = await api.call(
+        AUDITOR, "GET", f"/projects?country=ZM&page_size=3&page_token={first['next_page_token']}"
+    )
+    assert elsewhere.status_code == 422 and "other filters" in elsewhere.json()["message"]
+
+
+async def test_an_inbox_is_ordered_by_deadline_across_pages(api: Api, projects: Projects) -> None:
+    days = {"ke-inbox-a": 30, "ke-inbox-b": 5, "ke-inbox-c": 20, "ke-inbox-d": 10, "ke-inbox-e": 25}
+    for project_id, review_days in days.items():
+        d = Driver(projects, example("ke-national-data-centre-2", project_id))
+        await d.start(Timetable(review_days=review_days, reminder_days_before=1))
+        await d.reach(Stage.financing)
+    for _ in range(100):  # visibility (which projects wait for whom) follows the projects, eventually
+        if (await api.call(EXIM, "GET", "/institutions/exim/inbox?page_size=2")).json()["total"] >= len(days):
+            break
+        await asyncio.sleep(0.1)
+    items: list[dict[str, Any]] = []
+    token = None
+    while True:
+        query = "/institutions/exim/inbox?page_size=2" + (f"&page_token={token}" if token else "")
+        page = (await api.call(EXIM, "GET", query)).json()
+        # Projects of earlier tests whose workers are gone do not answer: named, not silently left out.
+        assert page["total"] >= len(days) and not set(page["unanswered"]) & set(days)
+        items += page["items"]
+        if (token := page["next_page_token"]) is None:
+            break
+    ours = [item["project_id"] for item in items if item["project_id"] in days]
+    assert ours == sorted(days, key=days.__getitem__)
+    assert [item["deadline"] for item in items] == sorted(item["deadline"] for item in items)
+    assert len(items) == page["total"]
+
+
+async def test_no_worker_means_a_bounded_answer_naming_the_task_queue(
+    api: Api, projects: Projects, settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    """A decision for a project whose task queue no worker polls is not sent (503, in words); a status that
+    cannot be read is a JSON problem, not a plain-text 500."""
+    idle = settings.model_copy(update={"task_queue": f"nobody-{uuid.uuid4().hex[:8]}", "decision_wait_seconds": 2})
+    stranded = Projects(temporal_env.client, idle, projects.edge)
+    await stranded.propose(example("ke-national-data-centre-2", "ke-no-worker"), actor=CONTRACTOR)
+    with pytest.raises(UserError) as caught:
+        await stranded.decide("ke-no-worker", Cancel(decision_id="c-1", reason="r", by="PMO"), OPERATOR)
+    assert caught.value.kind == "unavailable"
+    assert f"no worker polls task queue {idle.task_queue}" in str(caught.value) and "was not sent" in str(caught.value)
+    app = create_app(idle, client=temporal_env.client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        unread = await Api(http, api.edge).call(AUDITOR, "GET", "/projects/ke-no-worker")
+        assert unread.status_code == 503 and unread.headers["content-type"] == "application/problem+json"
+        assert unread.json()["code"] == "unavailable"
+        assert "cannot read the status of project ke-no-worker" in unread.json()["detail"]
+        assert idle.task_queue in unread.json()["detail"]
+        refused = await Api(http, api.edge).decide(OPERATOR, "ke-no-worker", "cancellation", {"reason": "r", "by": "x"})
+        assert refused.status_code == 503 and idle.task_queue in refused.json()["detail"]
+    await temporal_env.client.get_workflow_handle(workflow_id("ke-no-worker")).terminate("test over")
+
+
+async def test_a_decision_no_worker_answers_returns_in_time_and_counts_once_a_worker_comes(
+    projects: Projects, settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    """The worker polled a moment ago (so the decision is sent) but is gone: the caller gets an answer within the
+    bounded wait, and sending the same decision again once a worker is back returns its one outcome."""
+    queue = settings.model_copy(update={"task_queue": f"gone-{uuid.uuid4().hex[:8]}"})
+    with_worker = Projects(temporal_env.client, queue, projects.edge)
+    async with project_worker(temporal_env.client, queue):
+        d = Driver(with_worker, example("ke-national-data-centre-2", "ke-worker-gone"))
+        await d.start()
+        await d.reach(Stage.financing)
+    cancel = Cancel(decision_id="cancel-while-gone", reason="no worker", by="PMO")
+    with pytest.raises(UserError) as caught:
+        await with_worker.decide("ke-worker-gone", cancel, OPERATOR, wait=2)
+    message = str(caught.value)
+    assert caught.value.kind == "unavailable" and f"no worker on task queue {queue.task_queue} answered" in message
+    assert "send the same decision again (decision id cancel-while-gone)" in message
+    async with project_worker(temporal_env.client, queue):
+        receipt = await with_worker.decide("ke-worker-gone", cancel, OPERATOR)
+        assert receipt.stage is Stage.cancelled
+        status = await finished(with_worker, "ke-worker-gone")
+    assert [e.type for e in status.events].count("org.alliance.project.project_cancelled") == 1
 
 
 def test_the_checked_in_openapi_document_is_current() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -11,13 +12,16 @@ import pytest
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
+from temporalio.testing import WorkflowEnvironment
 
-from alliance.demo import EXAMPLES, officer_of
+from alliance.demo import CONTRACTOR, EXAMPLES, OPERATOR, Driver, officer_of
 from alliance.projects import Projects, UserError
 from alliance.settings import Settings
-from schemas.decisions import Institution
+from schemas.decisions import AwaitProgress, Cancel, Institution
 from schemas.status import ProjectStatus, Stage
-from tests.support import cli, finished, one_line_error, raw_example
+from schemas.timetable import Timetable
+from tests.support import api_server, cli, example, finished, one_line_error, raw_example
+from workflows.project import workflow_id
 
 pytestmark = pytest.mark.timeout(180)
 EXIM_OFFICER = officer_of(Institution.exim, "Chen Jie")
@@ -33,17 +37,17 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     assert started.code == 0, started.err
     assert "Started project ke-cli-path (workflow project-ke-cli-path)" in started.out
 
-    for _ in range(100):
-        shown = await cli(settings, "status", "ke-cli-path", "--json")
-        if ProjectStatus.model_validate_json(shown.out).stage is Stage.financing:
-            break
-        await asyncio.sleep(0.1)
+    waited = await cli(settings, "wait", "ke-cli-path", "--stage", "financing")
+    assert waited.code == 0 and "ke-cli-path: financing at sequence" in waited.out, waited.err
+    shown = ProjectStatus.model_validate_json((await cli(settings, "status", "ke-cli-path", "--json")).out)
+    assert shown.stage is Stage.financing
     approve = ("decide", "ke-cli-path", "--institution", "exim", "--officer", "Chen Jie")
     approved = await cli(
         settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", as_=EXIM_OFFICER
     )
     assert approved.code == 0, approved.err
     assert "China Exim approved CNY 1,300,000,000.00" in approved.out
+    assert "decision id d-1; now effectiveness at sequence" in approved.out
     again = await cli(
         settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", as_=EXIM_OFFICER
     )
@@ -63,7 +67,9 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     assert len(types) == len(status.events)
 
     late = await cli(settings, "satisfy", "ke-cli-path", "legal-opinion", "--evidence", "LO-1", "--by", "x")
-    assert one_line_error(late) == "error: project ke-cli-path has ended (cancelled); it takes no more decisions"
+    assert (
+        one_line_error(late) == "error: refused: project ke-cli-path has ended (cancelled); it takes no more decisions"
+    )
 
 
 async def test_user_mistakes_print_one_clear_line_and_change_nothing(
@@ -88,7 +94,10 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
         ("propose", str(bad_file)): "invalid proposal: milestones: payment shares add up to 101%",
         ("propose", str(country_file)): "country: FR is not a partner country of the alliance",
         ("status", "no-such-project"): "unknown project no-such-project",
-        ("decide", "no-such-project", "--institution", "cdb", "--officer", "x", "--reject", "r"): "unknown project",
+        ("cancel", "no-such-project", "--reason", "r", "--by", "x"): "unknown project",
+        ("decide", "no-such-project", "--institution", "cdb", "--officer", "x", "--reject", "r"): (
+            "Zhang Min (contractor) may not reject"
+        ),
         ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD abc"): "'abc' is no number",
         ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "ABC 12"): "unknown currency 'ABC'",
         ("decide", "p1", "--institution", "cdb", "--officer", "x"): "say exactly one of --approve",
@@ -130,13 +139,10 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
     assert "unknown project fr-not-partner" in one_line_error(await cli(settings, "status", "fr-not-partner"))
 
 
-async def test_a_refused_decision_explains_itself(projects: Projects, settings: Settings) -> None:
+async def test_a_refused_decision_explains_itself(projects: Projects, settings: Settings, tmp_path: Path) -> None:
     started = await cli(settings, "propose", str(EXAMPLES / "ke-national-data-centre-2.json"))
     assert started.code == 0, started.err
-    for _ in range(100):
-        if (await projects.status("ke-national-data-centre-2")).stage is Stage.financing:
-            break
-        await asyncio.sleep(0.1)
+    await projects.await_progress("ke-national-data-centre-2", AwaitProgress(stages=[Stage.financing]))
     over = await cli(
         settings,
         *("decide", "ke-national-data-centre-2", "--institution", "exim", "--officer", "Chen Jie"),
@@ -147,7 +153,14 @@ async def test_a_refused_decision_explains_itself(projects: Projects, settings: 
         "error: refused: China Exim cannot approve CNY 2,000,000,000.00: only CNY 1,300,000,000.00 was requested"
     )
     again = await cli(settings, "propose", str(EXAMPLES / "ke-national-data-centre-2.json"))
-    assert "already exists" in one_line_error(again)
+    assert again.code == 0, again.err
+    assert "was already started by this same proposal" in again.out and "nothing changed" in again.out
+    changed = raw_example("ke-national-data-centre-2") | {"title": "Kenya National Data Centre (corrected)"}
+    corrected = tmp_path / "corrected.json"
+    corrected.write_text(json.dumps(changed))
+    assert "different request to POST /projects (ke-national-data-centre-2); nothing was changed" in one_line_error(
+        await cli(settings, "propose", str(corrected))
+    )
     status = await projects.status("ke-national-data-centre-2")
     assert all(r.status.is_open for r in status.reviews)
     await cli(settings, "cancel", "ke-national-data-centre-2", "--reason", "test over", "--by", "PMO")
@@ -200,3 +213,98 @@ async def test_generated_bad_proposal_files_get_one_clear_error_line_and_start_n
     event(one_line_error(run).split(":")[1].strip()[:40])
     with pytest.raises(UserError, match="unknown project"):
         await projects.status(project_id)
+
+
+async def test_the_command_line_through_the_api_says_what_happened(
+    projects: Projects, settings: Settings, tmp_path: Path
+) -> None:
+    data = raw_example("ke-national-data-centre-2") | {"project_id": "ke-cli-api"}
+    proposal = tmp_path / "proposal.json"
+    proposal.write_text(json.dumps(data))
+    corrected = tmp_path / "corrected.json"
+    corrected.write_text(json.dumps(data | {"title": "Kenya National Data Centre (corrected)"}))
+    async with api_server(settings, projects.client) as url:
+        through = {"ALLIANCE_API_URL": url}
+        started = await cli(settings, "propose", str(proposal), **through)
+        assert started.code == 0 and "Started project ke-cli-api" in started.out, started.err
+        again = await cli(settings, "propose", str(proposal), **through)
+        assert again.code == 0 and "already started by this same proposal" in again.out, again.err
+        changed = one_line_error(await cli(settings, "propose", str(corrected), **through))
+        assert "different request to POST /projects (ke-cli-api); nothing was changed" in changed
+        assert (await cli(settings, "wait", "ke-cli-api", "--stage", "financing", **through)).code == 0
+        shown = await cli(settings, "status", "ke-cli-api", **through)
+        read = ProjectStatus.model_validate_json((await cli(settings, "status", "ke-cli-api", "--json", **through)).out)
+        assert f"decide with --based-on {read.sequence}" in shown.out
+        ask = (
+            "decide",
+            "ke-cli-api",
+            "--institution",
+            "exim",
+            "--request-info",
+            "Why?",
+            "--based-on",
+            str(read.sequence),
+        )
+        asked = await cli(settings, *ask, as_=EXIM_OFFICER, **through)
+        assert asked.code == 0 and "; now financing at sequence" in asked.out, asked.err
+        late = ("decide", "ke-cli-api", "--institution", "exim", "--approve", "CNY 1300000000")
+        stale = await cli(settings, *late, "--based-on", str(read.sequence), as_=EXIM_OFFICER, **through)
+        assert "decide again" in one_line_error(stale) and "information_requested" in one_line_error(stale)
+        direct = await cli(settings, *late, "--based-on", str(read.sequence), as_=EXIM_OFFICER)
+        assert one_line_error(direct) == one_line_error(stale).replace(url, ""), "one message whichever the door"
+    status = await projects.status("ke-cli-api")
+    assert status.title == data["title"] and all(r.status.value != "approved" for r in status.reviews)
+    await projects.decide("ke-cli-api", Cancel(decision_id="end", reason="test over", by="PMO"), OPERATOR)
+
+
+async def test_lists_say_when_they_are_not_complete(projects: Projects, settings: Settings) -> None:
+    for n, review_days in enumerate((20, 5, 10)):
+        d = Driver(projects, example("ke-national-data-centre-2", f"ke-cli-list-{n}"))
+        await d.start(Timetable(review_days=review_days, reminder_days_before=1))
+        await d.reach(Stage.financing)
+    for _ in range(100):  # visibility follows the projects, eventually
+        if (await projects.page(pending="exim")).total >= 3:
+            break
+        await asyncio.sleep(0.1)
+    total = (await projects.page(pending="exim")).total
+    some = await cli(settings, "list", "--pending", "exim", "--limit", "2")
+    assert f"first 2 of {total} project(s); --all for the rest" in some.out, some.out
+    every = await cli(settings, "list", "--pending", "exim", "--all")
+    assert f"{total} project(s)" in every.out and "first" not in every.out
+    assert all(f"ke-cli-list-{n}" in every.out for n in range(3))
+    inbox = await cli(settings, "inbox", "exim", "--all", as_=EXIM_OFFICER)
+    assert inbox.code == 0, inbox.err
+    order = re.findall(r"ke-cli-list-\d", inbox.out)
+    assert order == ["ke-cli-list-1", "ke-cli-list-2", "ke-cli-list-0"], inbox.out
+
+
+async def test_configuration_mistakes_are_one_line_naming_the_variable(settings: Settings, tmp_path: Path) -> None:
+    shared_secret = tmp_path / "jwks.json"
+    shared_secret.write_text(json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "shared"}]}))
+    cases = {
+        ("ALLIANCE_METRICS_PORT", "abc"): "ALLIANCE_METRICS_PORT='abc': Input should be a valid integer",
+        ("ALLIANCE_API_PORT", "0"): "ALLIANCE_API_PORT='0': Input should be greater than or equal to 1",
+        ("ALLIANCE_LOG_FORMAT", "xml"): "ALLIANCE_LOG_FORMAT='xml': Input should be 'auto', 'json' or 'console'",
+        ("ALLIANCE_TOKEN_PUBLIC_KEYS_FILE", str(shared_secret)): "has no key that verifies token signatures",
+        ("ALLIANCE_TOKEN_PUBLIC_KEYS_FILE", str(tmp_path / "none.pem")): "ALLIANCE_TOKEN_PUBLIC_KEYS_FILE: cannot read",
+    }
+    for (variable, value), expected in cases.items():
+        assert expected in one_line_error(await cli(settings, "api", **{variable: value})), variable
+    # Empty means none (no /metrics) for a setting that may be none, the default for the others: no error of its own.
+    empty = await cli(settings, "status", "no-such-project", ALLIANCE_METRICS_PORT="", ALLIANCE_API_PORT="")
+    assert "unknown project no-such-project" in one_line_error(empty)
+
+
+async def test_a_decision_no_worker_takes_is_one_line_naming_the_task_queue(
+    projects: Projects, settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    idle = settings.model_copy(update={"task_queue": f"nobody-{uuid.uuid4().hex[:8]}"})
+    await Projects(temporal_env.client, idle, projects.edge).propose(
+        example("ke-national-data-centre-2", "ke-cli-idle"), actor=CONTRACTOR
+    )
+    queue = {"ALLIANCE_TASK_QUEUE": idle.task_queue}
+    refused = await cli(settings, "cancel", "ke-cli-idle", "--reason", "r", "--by", "PMO", "--wait", "2", **queue)
+    assert f"no worker polls task queue {idle.task_queue}" in one_line_error(refused)
+    unread = await cli(settings, "status", "ke-cli-idle", ALLIANCE_DECISION_WAIT_SECONDS="2", **queue)
+    assert "cannot read the status of project ke-cli-idle" in one_line_error(unread)
+    await temporal_env.client.get_workflow_handle(workflow_id("ke-cli-idle")).terminate("test over")

@@ -1,10 +1,12 @@
 """Records the histories the replay tests replay: every demo path, run on a fresh dev server and the test broker.
 
 Run with `make histories` after a deliberate workflow change (with its `workflow.patched` guard), and commit the
-files under `current/`. Histories of earlier code stay in their own folders (`before-access-control/`: projects
-started before decisions carried attestations; `before-reviews-open-together/`: before the patch
-`reviews-open-before-their-clocks`; `before-milestone-reminders/`: before the patch `milestone-reminders`):
-replaying them against new code is what catches a change that would break projects already running.
+files under `current/`. Histories of earlier code stay in their own folders, each from before a patch:
+`before-access-control/` (decisions without attestations), `before-reviews-open-together/`
+(`reviews-open-before-their-clocks`), `before-milestone-reminders/` (`milestone-reminders`),
+`before-receipts-after-effects/` (`receipts-after-effects`, `instructions-after-events`,
+`cover-released-after-closing`): replaying them against new code is what catches a change that would break
+projects already running.
 
 `current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
 a time-skipping server: a milestone a year late, reminded weekly, with a history limit of 200 events.

@@ -1,10 +1,12 @@
 """Each proposal rule, with the message a bid manager sees."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alliance.projects import UserError, parse_proposal
+from alliance.projects import UserError, load_proposal, parse_proposal
 from tests.support import raw_example
 
 
@@ -72,3 +74,26 @@ def test_each_partner_is_listed_once() -> None:
         d["partners"] = ["cisco", "cisco"]
 
     assert "partners: each technology partner is listed once" in refused(change)
+
+
+def test_a_proposal_file_with_json_numbers_is_read_exactly(tmp_path: Path) -> None:
+    data = raw_example("zm-lusaka-smart-city-2")
+    text = json.dumps(data).replace(
+        json.dumps(data["contract"]),
+        '{"amount": 86072154524284.51, "currency": "' + data["contract"]["currency"] + '"}',
+    )
+    path = tmp_path / "proposal.json"
+    path.write_text(text)
+    try:
+        proposal = load_proposal(path)
+    except UserError as err:  # the example's other amounts may not fit such a contract; the amount is what counts
+        raise AssertionError(str(err)) from err
+    assert proposal.contract.model_dump(mode="json")["amount"] == "86072154524284.51"
+
+
+def test_a_json_number_with_a_fraction_given_as_python_float_is_refused_naming_the_field() -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["contract"]["amount"] = 86072154524284.51
+
+    message = refused(change)
+    assert "contract.amount: send the amount as a string" in message

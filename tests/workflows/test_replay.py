@@ -1,20 +1,39 @@
-"""Committed histories of every path replay against the current workflow code without non-determinism."""
+"""Committed histories of every path replay against the current workflow code without non-determinism, and
+produce the very events (ids and sequence numbers) their first run published."""
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import (
+    Interceptor,
+    Replayer,
+    StartActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+from temporalio.workflow import ActivityHandle
 
+from activities.messages import PUBLISH_STATUS_EVENTS
 from alliance.worker import WORKFLOWS
 
 ROOT = Path(__file__).parents[1] / "histories"
 HISTORIES = sorted(ROOT.rglob("*.json"))
 
 
-RELEASES = ["before-access-control", "before-reviews-open-together", "before-milestone-reminders", "current"]
+RELEASES = [
+    "before-access-control",
+    "before-reviews-open-together",
+    "before-milestone-reminders",
+    "before-receipts-after-effects",
+    "current",
+]
 
 
 @pytest.mark.parametrize("release", RELEASES)
@@ -62,3 +81,58 @@ async def test_replay_logs_nothing_a_second_time(caplog: pytest.LogCaptureFixtur
     with caplog.at_level("DEBUG", logger="temporalio.workflow"):
         await replayer.replay_workflow(history)
     assert [r.getMessage() for r in caplog.records if r.name == "temporalio.workflow"] == []
+
+
+# (event id, sequence) of every status event a replay asks to publish, in order.
+replayed: list[tuple[str, int]] = []
+
+
+class _PublishedEvents(WorkflowOutboundInterceptor):
+    def start_activity(self, input: StartActivityInput) -> ActivityHandle[Any]:
+        if input.activity == PUBLISH_STATUS_EVENTS:
+            replayed.extend((e.id, e.data.sequence) for e in input.args[0].events)
+        return super().start_activity(input)
+
+
+class _Inbound(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_PublishedEvents(outbound))
+
+
+class CapturePublishedEvents(Interceptor):
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        return _Inbound
+
+
+def published_in(history: WorkflowHistory) -> list[tuple[str, int]]:
+    """(event id, sequence) of every status event the first run scheduled for publishing, read from the history."""
+    found = []
+    for event in history.events:
+        attributes = event.activity_task_scheduled_event_attributes
+        if attributes.activity_type.name == PUBLISH_STATUS_EVENTS:
+            batch = json.loads(attributes.input.payloads[0].data)
+            found.extend((e["id"], e["data"]["sequence"]) for e in batch["events"])
+    return found
+
+
+CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+}
+PROJECT_HISTORIES = [p for p in HISTORIES if "-review-" not in p.stem]
+
+
+@pytest.mark.parametrize("path", PROJECT_HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in PROJECT_HISTORIES])
+async def test_replay_publishes_the_same_event_ids_and_sequences_as_the_first_run(path: Path) -> None:
+    history = WorkflowHistory.from_json(re.sub(r"-run-\d+$", "", path.stem), path.read_text())
+    replayed.clear()
+    replayer = Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter, interceptors=[CapturePublishedEvents()]
+    )
+    await replayer.replay_workflow(history)
+    first_run = published_in(history)
+    assert first_run, "the history publishes events"
+    # A running project's history can end with a workflow task not yet completed: replaying it may publish more.
+    assert replayed[: len(first_run)] == first_run
+    if history.events[-1].event_type in CLOSED:
+        assert len(replayed) == len(first_run)

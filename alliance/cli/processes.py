@@ -1,0 +1,164 @@
+"""Running the product: the servers and workers a command starts and supervises (`dev`, `worker`, `api`,
+`streams`), and the demo and portfolio that read from them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from alliance import logs, tracing
+from alliance.cli.render import out
+from alliance.cli.session import connect, run
+from alliance.projects import UserError
+from alliance.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ROOT / "deploy" / "local" / "services.sh"
+
+
+def register(app: typer.Typer) -> None:
+    for command in (api, worker, dev, streams, portfolio, demo):
+        app.command()(command)
+
+
+def api() -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from alliance.api import create_app
+
+    settings = get_settings()
+    logs.configure(settings)
+    tracing.configure(settings, "alliance-api")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+
+
+def worker() -> None:
+    """Run a worker: the project workflows and their activities."""
+    from alliance.worker import run_worker
+
+    settings = get_settings()
+    logs.configure(settings)
+    tracing.configure(settings, "alliance-worker")
+    run_until_interrupted(lambda stop: run_worker(settings, stop))
+
+
+def dev(
+    demo: Annotated[bool, typer.Option(help="Load the example projects once the worker runs")] = True,
+    headless: Annotated[bool, typer.Option(help="Run the Temporal dev server without its Web UI")] = False,
+) -> None:
+    """Start the local Temporal dev server (with its Web UI), the Kafka broker, a worker, the API and the stream
+    worker; Ctrl-C stops all."""
+    from alliance.demo import run_demo
+    from alliance.worker import run_worker
+
+    settings = get_settings()
+    logs.configure(settings)
+    tracing.configure(settings, "alliance-worker")
+    env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
+    if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
+        raise UserError("the local services did not start; see the lines above")
+    alliance = str(Path(sys.executable).parent / "alliance")
+    helpers = [subprocess.Popen([alliance, "api"]), subprocess.Popen([alliance, "streams"])]
+    try:
+
+        async def main(stop: asyncio.Event) -> None:
+            worker_task = asyncio.create_task(run_worker(settings, stop))
+            if demo:
+                for line in await run_demo(await connect(settings)):
+                    out.print(line)
+            out.print(
+                "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · API: "
+                f"http://{settings.api_host}:{settings.api_port}/docs · portfolio: `alliance portfolio` · Kafka: "
+                f"{settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything."
+            )
+            await worker_task
+
+        run_until_interrupted(main)
+    finally:
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            try:
+                helper.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+        subprocess.run(["bash", str(SERVICES), "stop"])
+
+
+def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    run(go())
+
+
+def streams() -> None:
+    """Run the stream worker: project views, portfolio, alerts and the deduplicated feed (HTTP on :6066)."""
+    from faust import Worker
+
+    from alliance.connections import TopicMismatch, ensure_topics
+    from streams.app import create_app
+
+    settings = get_settings()
+    logs.configure(settings)
+    try:
+        run(ensure_topics(settings, streams=True))
+    except TopicMismatch as err:
+        raise UserError(str(err), "invalid") from err
+    Worker(create_app(settings).app, loglevel=settings.log_level.lower()).execute_from_commandline()
+
+
+def portfolio(
+    dimension: Annotated[str, typer.Argument(help="country, sector or institution")] = "country",
+) -> None:
+    """The portfolio from the stream worker, as a table (amounts in USD at the configured rates)."""
+    import httpx
+
+    settings = get_settings()
+    url = f"http://{settings.streams_web_host}:{settings.streams_web_port}/portfolio/{dimension}/"
+    try:
+        response = httpx.get(url, timeout=10)
+    except httpx.HTTPError as err:
+        raise UserError(
+            f"cannot reach the stream worker at {url}: is `alliance streams` running?", "unavailable"
+        ) from err
+    if response.status_code != 200:
+        raise UserError(response.json().get("message", response.text), "invalid")
+    body = response.json()
+    table = Table(title=f"Portfolio by {dimension} (USD at rates of {body['rate_date']})")
+    for col in (dimension, "projects by stage", "requested", "approved", "released", "disbursed"):
+        table.add_column(col)
+    for value, totals in sorted(body[dimension].items()):
+        stages = ", ".join(f"{stage} {n}" for stage, n in sorted(totals["projects_by_stage"].items()))
+        table.add_row(
+            value,
+            stages,
+            *(f"{Decimal(totals[k]):,.0f}" for k in ("requested_usd", "approved_usd", "released_usd", "disbursed_usd")),
+        )
+    out.print(table)
+
+
+def demo() -> None:
+    """Drive the example projects through every path, so the Web UI shows projects in each stage."""
+    from alliance.demo import run_demo
+
+    async def go() -> list[str]:
+        return await run_demo(await connect(get_settings()))
+
+    for line in run(go()):
+        out.print(line)

@@ -1,0 +1,143 @@
+"""What the command line shows: receipts, statuses, lists."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from alliance.projects import InboxPage, ProjectRow, Started
+from schemas.decisions import Progress, Receipt
+from schemas.status import Milestone, ProjectStatus
+
+out = Console()
+
+
+def started(project_id: str, result: Started) -> None:
+    if result.replayed:
+        out.print(
+            f"Project {project_id} was already started by this same proposal (workflow {result.workflow_id}); "
+            "nothing changed."
+        )
+    else:
+        out.print(f"Started project {project_id} (workflow {result.workflow_id}); screening runs now.")
+
+
+def receipt(project_id: str, r: Receipt) -> None:
+    after = f"; now {r.stage.value} at sequence {r.sequence}" if r.stage is not None and r.sequence is not None else ""
+    out.print(f"{project_id}: {r.message} (event #{r.event_sequence}, decision id {r.decision_id}{after})")
+
+
+def progress(project_id: str, p: Progress) -> None:
+    state = "" if p.reached else " (not reached before the timeout)"
+    out.print(f"{project_id}: {p.stage.value} at sequence {p.sequence}{state} — {p.details}")
+
+
+def status(s: ProjectStatus) -> None:
+    out.print(f"[bold]{s.project_id}[/] — {s.title}")
+    out.print(
+        f"{s.country} · {s.sector.value} · contract {s.contract}"
+        + (f" (USD {s.contract_usd:,})" if s.contract_usd else "")
+    )
+    out.print(
+        f"Stage: [bold]{s.stage.value}[/] since {s.stage_since:%Y-%m-%d %H:%M} UTC — {s.details} "
+        f"(sequence {s.sequence}: decide with --based-on {s.sequence})"
+    )
+    for reason in s.screening_reasons:
+        out.print(f"  ✗ {reason}")
+    if s.publishing_blocked:
+        out.print(f"[yellow]Status events held back:[/] {s.publishing_blocked}")
+    if s.reviews:
+        table = Table(title="Financing reviews")
+        for col in ("institution", "status", "requested", "approved", "deadline", "by / reason"):
+            table.add_column(col)
+        for r in s.reviews:
+            table.add_row(
+                r.institution.display,
+                r.status.value,
+                str(r.requested),
+                str(r.approved) if r.approved else "",
+                f"{r.deadline:%Y-%m-%d}",
+                r.decided_by or r.reason or "",
+            )
+        out.print(table)
+    if s.conditions:
+        table = Table(title="Conditions precedent")
+        for col in ("id", "condition", "required by", "satisfied"):
+            table.add_column(col)
+        for c in s.conditions:
+            table.add_row(c.condition_id, c.title, c.required_by, c.evidence or "")
+        out.print(table)
+    if s.tranches:
+        table = Table(title="Tranches")
+        for col in ("institution", "approved", "disbursed", "retained", "released"):
+            table.add_column(col)
+        for t in s.tranches:
+            table.add_row(t.institution.display, str(t.approved), str(t.disbursed), str(t.retained), str(t.released))
+        out.print(table)
+    if s.stage.value in ("delivery", "warranty", "completed") or any(m.completed_at for m in s.milestones):
+        table = Table(title="Milestones")
+        for col in ("id", "milestone", "share", "certificate", "completed"):
+            table.add_column(col)
+        for m in s.milestones:
+            table.add_row(
+                m.milestone_id,
+                m.title,
+                f"{m.payment_share_pct}%",
+                m.certificate.reference if m.certificate else "",
+                _milestone_state(m),
+            )
+        out.print(table)
+    published = sum(e.published for e in s.events)
+    out.print(f"Status events: {len(s.events)} ({published} published)")
+
+
+def _milestone_state(m: Milestone) -> str:
+    if m.completed_at:
+        return f"{m.completed_at:%Y-%m-%d}"
+    if m.awaited_since:
+        return f"awaited since {m.awaited_since:%Y-%m-%d}" + (f", {m.reminders} reminder(s)" if m.reminders else "")
+    return ""
+
+
+def projects(rows: list[ProjectRow], total: int) -> None:
+    table = Table()
+    for col in ("project", "stage", "country", "sector", "pending", "contract (USD)", "started"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row.project_id,
+            row.stage,
+            row.country,
+            row.sector,
+            ", ".join(row.pending),
+            f"{row.contract_usd:,.0f}" if row.contract_usd is not None else "",
+            f"{row.started:%Y-%m-%d %H:%M}",
+        )
+    out.print(table)
+    out.print(shown(len(rows), total, "project(s)"))
+
+
+def inbox(page: InboxPage, shown_items: int) -> None:
+    table = Table()
+    for col in ("deadline", "project", "country", "requested", "status", "open request"):
+        table.add_column(col)
+    for item in page.items:
+        table.add_row(
+            f"{item.deadline:%Y-%m-%d %H:%M}",
+            item.project_id,
+            item.country,
+            str(item.requested),
+            item.status.value,
+            item.open_information_request or "",
+        )
+    out.print(table)
+    out.print(shown(shown_items, page.total, "open review(s)"))
+    if page.unanswered:
+        out.print(f"[yellow]Not answering now, not listed:[/] {', '.join(page.unanswered)}")
+
+
+def shown(count: int, total: int, what: str) -> str:
+    """'12 project(s)', or 'first 100 of 205 project(s); --all for the rest'."""
+    if count >= total:
+        return f"{total} {what}"
+    return f"first {count} of {total} {what}; --all for the rest"

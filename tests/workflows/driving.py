@@ -1,0 +1,78 @@
+"""A lean driver for workflow tests: sends each decision as the person who would make it and returns its receipt;
+waits for the project itself with the `await_progress` Update, never by polling the status query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from alliance.demo import Driver
+from alliance.projects import Projects
+from schemas.decisions import (
+    AcceptanceCertificate,
+    Approve,
+    AwaitProgress,
+    Cancel,
+    CompleteMilestone,
+    Decision,
+    Institution,
+    Progress,
+    Receipt,
+    SatisfyCondition,
+)
+from schemas.proposal import Proposal
+from schemas.status import ProjectStatus, Stage
+from schemas.timetable import Timetable
+from workflows.project import ProjectWorkflow, workflow_id
+
+
+@dataclass
+class ProjectDriver:
+    """One project driven decision by decision (warranty of 0 months, so final acceptance follows at once)."""
+
+    projects: Projects
+    proposal: Proposal
+    step: int = 0
+
+    @property
+    def pid(self) -> str:
+        return self.proposal.project_id
+
+    async def start(self) -> None:
+        await Driver(self.projects, self.proposal).start(Timetable(warranty_months=0))
+
+    async def decide(self, kind: type[Decision], **fields: object) -> Receipt:
+        self.step += 1
+        decision = kind.model_validate({"decision_id": f"race-{self.pid}-{self.step}", **fields})
+        return await self.projects.decide(self.pid, decision, Driver.actor_for(decision))
+
+    async def progress(self, *stages: Stage) -> Progress:
+        """Waits for one of `stages` (none: until the project has nothing left to do but wait for people)."""
+        handle = self.projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(self.pid))
+        wait = AwaitProgress(stages=list(stages), min_sequence=None if stages else 0, timeout_seconds=30)
+        progress = await handle.execute_update(ProjectWorkflow.await_progress, wait)
+        assert progress.reached, progress
+        return progress
+
+    async def approve(self, institution: Institution) -> Receipt:
+        requested = {
+            Institution.cdb: self.proposal.financing.cdb_loan,
+            Institution.exim: self.proposal.financing.exim_loan and self.proposal.financing.exim_loan.amount,
+            Institution.sinosure: self.proposal.financing.sinosure_cover,
+        }[institution]
+        return await self.decide(Approve, institution=institution, officer="Officer", amount=requested)
+
+    async def satisfy(self, condition_id: str) -> Receipt:
+        return await self.decide(SatisfyCondition, condition_id=condition_id, evidence=f"DOC-{condition_id}", by="PM")
+
+    async def complete(self, milestone_id: str) -> Receipt:
+        certificate = AcceptanceCertificate(
+            reference=f"AC-{milestone_id}", issued_by="Borrower", issued_on=date.today()
+        )
+        return await self.decide(CompleteMilestone, milestone_id=milestone_id, certificate=certificate, by="PM")
+
+    async def cancel(self) -> Receipt:
+        return await self.decide(Cancel, reason="The borrower withdrew the project", by="Operations")
+
+    async def status(self) -> ProjectStatus:
+        return await self.projects.status(self.pid)
