@@ -40,7 +40,7 @@ WORKFLOW_CACHE = 0
 # longer than the 10 s workflow task timeout: they time out and come back, and a decision sent meanwhile is refused
 # ("Workflow Task in failed state"), seen under load in bench.lifecycle. Tasks a worker has not taken wait on the
 # task queue, where no timeout runs, for any worker to take.
-WORKFLOW_TASK_SLOTS = 4
+WORKFLOW_TASK_SLOTS = 2
 
 
 def build_id(settings: Settings) -> str:

@@ -37,10 +37,11 @@ OFFICER = "Liu Yang, CDB Asia division"
 
 @dataclass
 class Timings:
-    """What the drivers saw: each decision's round trip (s) and when it was accepted, by (project, event sequence)."""
+    """What the drivers saw: each decision's round trip (s) and when it was sent (perf_counter), by (project, event
+    sequence of the event it produced)."""
 
     round_trips: list[float] = field(default_factory=list)
-    accepted: dict[tuple[str, int], float] = field(default_factory=dict)
+    sent: dict[tuple[str, int], float] = field(default_factory=dict)
     waits: int = 0
     retries: int = 0
 
@@ -79,7 +80,7 @@ class LeanDriver:
                 continue
             done = time.perf_counter()
             self.timings.round_trips.append(done - started)
-            self.timings.accepted[(self.pid, receipt.event_sequence)] = done
+            self.timings.sent[(self.pid, receipt.event_sequence)] = started
             self.sequence = max(self.sequence, receipt.sequence or receipt.event_sequence)
             return receipt
         raise UserError(f"bench: {self.pid} kept refusing {type(decision).__name__}", "refused")

@@ -8,7 +8,7 @@ Needs the local servers (`deploy/local/services.sh start`). For each N:
   `--at-once` at a time, against an in-process worker as `alliance worker` runs it, each driven by
   `bench.driver.LeanDriver`: it acts on receipts and waits with the `await_progress` Update where the project moves
   by itself, never polling queries. Projects/s, decisions/s, the decision round trip (Update sent → receipt) and
-  the latency from a receipt to its status event being readable by a Kafka consumer (p50 / p99);
+  the latency from sending a decision to its status event being readable by a Kafka consumer (p50 / p99);
 - baseline: N bare workflows with the shape of one product project's history (the same numbers of activities,
   updates, child workflows and timers, doing nothing), driven the same way (an Update that waits until the next
   step is due, then the step's Update), on the same server, with the same worker cache.
@@ -124,7 +124,7 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
         await asyncio.sleep(1)
         stop.set()
         await tail
-    lags = [(seen[k] - t) * 1000 for k, t in timings.accepted.items() if k in seen]
+    lags = [(seen[k] - t) * 1000 for k, t in timings.sent.items() if k in seen]
     trips = [t * 1000 for t in timings.round_trips]
 
     shape = await shape_of(client, ids[0])

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from alliance.demo import Driver
 from alliance.projects import Projects, UserError
-from schemas.decisions import Decision, Institution
-from schemas.status import ProjectStatus
+from schemas.decisions import Decision, Institution, Progress, Receipt
+from schemas.status import ProjectStatus, Stage
 from schemas.timetable import Timetable
 from tests.support import example
 
@@ -26,18 +26,33 @@ class PatientDriver(Driver):
         # Each kill can hold a project for a workflow task timeout (10 s) plus an activity timeout (30 s).
         return await super().wait(done, seconds)
 
-    async def send(self, decision_type: type[Decision], **fields: object) -> None:
+    async def reach(self, *stages: Stage, seconds: float = 300) -> Progress:
+        """As the demo's, waiting out a killed worker or a restarting server (each wait bounded, then again)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            try:
+                return await super().reach(*stages, seconds=min(60, max(1, deadline - loop.time())))
+            except UserError as err:
+                if loop.time() > deadline or (err.kind != "unavailable" and "demo:" not in str(err)):
+                    raise
+                self.unavailable.append(f"{self.pid}: {err}")
+                await asyncio.sleep(1)
+
+    async def send(self, decision_type: type[Decision], **fields: object) -> Receipt:
         self.step += 1
         decision = decision_type.model_validate({"decision_id": f"demo-{self.pid}-{self.step}", **fields})
         for attempt in range(ATTEMPTS):
             try:
-                await self.projects.decide(self.pid, decision, self.actor_for(decision))
-                return
+                receipt = await self.projects.decide(self.pid, decision, self.actor_for(decision))
+                self._saw(receipt.stage, receipt.sequence)
+                return receipt
             except UserError as err:
                 if err.kind not in ("refused", "unavailable") or attempt == ATTEMPTS - 1:
                     raise
                 (self.refusals if err.kind == "refused" else self.unavailable).append(f"{self.pid}: {err}")
                 await asyncio.sleep(1)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 ATTEMPTS = 60

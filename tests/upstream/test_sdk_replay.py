@@ -12,8 +12,14 @@ the same way, so the project is stuck until an operator resets it (`temporal wor
 The third history shows the same without any task timing out: the Update simply arrived in the same task as two
 activity results, the worker applied the results first, and the next worker to replay (after a kill) failed.
 
-Nothing in workflow code can order commands across the two activations the SDK builds for that one task. When this
-test fails because the histories replay, the SDK has been fixed: drop the test and the README note.
+Nothing in workflow code can order commands across the two activations the SDK builds for that one task. The cause
+was found later (docs/upstream-report.md): a status query answered while no workflow task was pending runs workflow
+code ahead of the task, and a worker with a workflow cache keeps that run. The worker now keeps no workflow cache
+(alliance/worker.py), which tests/faults/test_query_runahead.py proves on purpose, so no project is stranded this
+way any more; `update-accepted-twice-after-restart.json` is the same cause seen after a server restart.
+
+These histories stay as documentation of the upstream bug. When this test fails because they replay, the SDK has been
+fixed: say so in docs/upstream-report.md, and measure again whether a workflow cache is worth having.
 """
 
 from pathlib import Path
@@ -41,29 +47,3 @@ async def test_an_update_taken_after_another_wake_up_still_fails_replay_on_the_k
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None, "the SDK replays this now: drop this test and the README's SDK note"
     assert "Update machine does not handle this event" in str(result.replay_failure)
-
-
-def test_the_kill_test_recognises_the_bugs_precondition_in_these_histories_and_in_no_ordinary_one() -> None:
-    from tests.faults.test_worker_kills import updates_accepted_after_other_commands
-
-    for name, workflow in CASES.items():
-        history = WorkflowHistory.from_json(workflow, (HERE / f"{name}.json").read_text())
-        assert updates_accepted_after_other_commands(history), name
-    ordinary = sorted((HERE.parent / "histories").glob("*/*.json"))
-    assert ordinary
-    for path in ordinary:
-        assert not updates_accepted_after_other_commands(WorkflowHistory.from_json(path.stem, path.read_text())), path
-
-
-def test_the_restart_test_recognises_an_update_accepted_twice_and_no_ordinary_history() -> None:
-    """The second bug the fault tests found (tests/faults/test_temporal_restart.py): after a server restart, a decision
-    re-sent with its decision id was delivered and accepted again although its Update had completed; the server
-    failed every later task. This is that project's history, up to the reset that recovered it."""
-    from tests.faults.test_temporal_restart import stuck_on_a_re_accepted_update
-
-    history = WorkflowHistory.from_json(
-        "project-my-restart-c98913-05", (HERE / "update-accepted-twice-after-restart.json").read_text()
-    )
-    assert stuck_on_a_re_accepted_update(history)
-    for path in sorted((HERE.parent / "histories").glob("*/*.json")):
-        assert not stuck_on_a_re_accepted_update(WorkflowHistory.from_json(path.stem, path.read_text())), path
