@@ -342,6 +342,8 @@ class Projects:
                 except WorkflowFailureError:
                     return UserError(f"project {project_id}'s workflow failed; it takes no more decisions", "refused")
                 return UserError(f"refused: {has_ended(project_id, stage).message}", "refused")
+        if err.status is RPCStatusCode.INVALID_ARGUMENT:
+            return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "invalid")
         return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "unavailable")
 
     async def await_progress(self, project_id: str, wait: AwaitProgress, actor: Identity | None = None) -> Progress:

@@ -364,6 +364,10 @@ async def test_an_amount_sent_as_a_json_number_keeps_its_digits(api: Api, projec
 async def test_errors_have_a_stable_code_and_name_the_field(api: Api) -> None:
     unknown = await api.call(AUDITOR, "GET", "/projects/no-such-project")
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown"
+    for path in ("/projects/Not_A_Slug", "/projects/x/progress", "/projects/%E5%90%8D/cancellation"):
+        method = "POST" if path.endswith("cancellation") else "GET"
+        bad_id = await api.call(OPERATOR, method, path, {"decision_id": "k", "reason": "r", "by": "x"}, key="k")
+        assert bad_id.status_code == 422 and bad_id.json()["field"] == "project_id", (path, bad_id.text)
     bad = raw_example("ke-national-data-centre-2") | {"chinese_content_pct": "150"}
     invalid = await api.call(CONTRACTOR, "POST", "/projects", bad, key="bad-1")
     assert invalid.status_code == 422
