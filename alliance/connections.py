@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -74,31 +76,75 @@ class TopicMismatch(Exception):
     """Existing topics disagree with each other or with the settings in a way the stream worker cannot run on."""
 
 
+UNKNOWN_TOPIC = 3  # Kafka's UNKNOWN_TOPIC_OR_PARTITION
+DAY_MS = 24 * 3600 * 1000
+FOREVER = "-1"
+RETENTION_MS = {
+    # The status topic is the downstream systems' record of every project: kept for good, so a consumer that starts
+    # late (a new stream worker, a new bank system) rebuilds from event #1 of every project.
+    "status": FOREVER,
+    # Payment instructions: the banks' record, kept like the status events.
+    "instructions": FOREVER,
+    # Derived topics can be recomputed from the status topic: a week of history for their readers.
+    "derived": str(7 * DAY_MS),
+    # Offset checks are read within seconds (streams/checkpoint.py).
+    "checks": str(DAY_MS),
+}
+
+
+def progress_changelog_topic(settings: Settings) -> str:
+    """The changelog faust keeps for the stream worker's `status-progress` table (named by faust's rule)."""
+    return f"{settings.streams_app_id}-status-progress-changelog"
+
+
+def topic_configs(settings: Settings, streams: bool = False) -> dict[str, dict[str, str]]:
+    """Every topic the product needs with the configs it is created with: `cleanup.policy` and, for topics with
+    `delete`, a deliberate `retention.ms` (-1: kept for good) rather than the broker's default."""
+    status = {"cleanup.policy": "delete", "retention.ms": RETENTION_MS["status"]}
+    configs = {
+        settings.status_topic: status,
+        settings.instruction_topic: {"cleanup.policy": "delete", "retention.ms": RETENTION_MS["instructions"]},
+    }
+    if streams:
+        derived = {"cleanup.policy": "delete", "retention.ms": RETENTION_MS["derived"]}
+        configs |= {
+            settings.feed_topic: derived,
+            settings.snapshot_topic: {"cleanup.policy": "compact"},
+            settings.alert_topic: derived,
+            settings.dead_letter_topic: derived,
+            settings.views_changelog_topic: {"cleanup.policy": "compact"},
+            progress_changelog_topic(settings): {"cleanup.policy": "compact"},
+            settings.streams_repair_topic: {"cleanup.policy": "delete", "retention.ms": RETENTION_MS["checks"]},
+            settings.streams_leader_topic: {"cleanup.policy": "delete", "retention.ms": RETENTION_MS["checks"]},
+        }
+    return configs
+
+
 def topic_plan(settings: Settings, streams: bool = False) -> dict[str, tuple[int, str]]:
     """Every topic the product needs, with its partition count and cleanup policy (what `ensure_topics` creates,
     and what a cluster's topic declarations must say: deploy/kubernetes/platform/strimzi-kafka.yaml is checked
-    against it). With `streams`, the stream worker's too: all with the status topic's partition count, since the
-    table and the repair topic are partitioned like their source (faust co-partitions them) and a derived topic
-    keyed by project keeps one project's records on one partition; faust's leader election topic has one."""
+    against it, with `topic_configs`). With `streams`, the stream worker's too: all with the status topic's
+    partition count, since the tables and the checks topic are partitioned like their source (faust co-partitions
+    them) and a derived topic keyed by project keeps one project's records on one partition; faust's leader
+    election topic has one."""
     partitions = settings.topic_partitions
-    plan = {settings.status_topic: (partitions, "delete"), settings.instruction_topic: (partitions, "delete")}
-    if streams:
-        plan |= {
-            settings.feed_topic: (partitions, "delete"),
-            settings.snapshot_topic: (partitions, "compact"),
-            settings.alert_topic: (partitions, "delete"),
-            settings.dead_letter_topic: (partitions, "delete"),
-            settings.views_changelog_topic: (partitions, "compact"),
-            settings.streams_repair_topic: (partitions, "delete"),
-            settings.streams_leader_topic: (1, "delete"),
-        }
-    return plan
+    return {
+        topic: (1 if topic == settings.streams_leader_topic else partitions, config["cleanup.policy"])
+        for topic, config in topic_configs(settings, streams).items()
+    }
+
+
+class RetentionMismatch(TopicMismatch):
+    """An existing topic keeps records for another time than the product sets."""
 
 
 async def ensure_topics(settings: Settings, streams: bool = False) -> None:
-    """Creates the topics of `topic_plan` with explicit partition counts and configs; existing ones are checked
-    (with `streams`: a different partition count is refused), not changed."""
+    """Creates the topics of `topic_plan` with explicit partition counts and `topic_configs`; existing ones are
+    checked, not changed. With `streams` (the stream worker, which rebuilds from the status topic): a different
+    partition count is refused, and so is a status topic that does not keep its records for good (a stream worker
+    started later could not rebuild the views), with the command that fixes it."""
     plan = topic_plan(settings, streams)
+    configs = topic_configs(settings, streams)
     admin = AIOKafkaAdminClient(**kafka_options(settings), client_id="alliance-admin")
     await admin.start()
     try:
@@ -111,16 +157,42 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
                 name=topic,
                 num_partitions=count,
                 replication_factor=settings.topic_replication_factor,
-                topic_configs={"min.insync.replicas": "1", "cleanup.policy": policy},
+                topic_configs={"min.insync.replicas": "1", **configs[topic]},
             )
-            for topic, (count, policy) in plan.items()
+            for topic, (count, _) in plan.items()
             if topic not in existing
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+        if streams:  # checked after creation too: a topic another process created meanwhile has its creator's configs
+            await _check_retention(admin, settings.status_topic, configs[settings.status_topic]["retention.ms"])
     finally:
         await admin.close()
+
+
+async def topic_config(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
+    """A topic's effective configs, by name (broker defaults included). A topic created a moment ago may not be
+    known to the broker answering yet: asked again for up to 5 s."""
+    for _ in range(25):
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        error_code, message, _, _, entries = response.resources[0][:5]
+        if error_code == 0:
+            return {str(entry[0]): str(entry[1]) for entry in entries}
+        if error_code != UNKNOWN_TOPIC:
+            break
+        await asyncio.sleep(0.2)
+    raise TopicMismatch(f"the configs of topic {topic} cannot be read (error {error_code}: {message or 'unknown'})")
+
+
+async def _check_retention(admin: AIOKafkaAdminClient, topic: str, wanted: str) -> None:
+    found = (await topic_config(admin, topic)).get("retention.ms")
+    if found is not None and found != wanted:
+        raise RetentionMismatch(
+            f"the status topic {topic} keeps records for retention.ms={found}, but the product keeps them for good "
+            f"(retention.ms={wanted}): a stream worker started later could not rebuild every project. Fix it with "
+            f"`kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config retention.ms={wanted}`"
+        )
 
 
 async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, topics: list[str]) -> None:

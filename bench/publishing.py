@@ -26,8 +26,8 @@ from activities.messages import PublishEvents
 from activities.publishing import Publisher
 from alliance.connections import ensure_topics, status_producer
 from alliance.settings import Settings
+from bench.events import project_stream
 from schemas.events import StatusEvent
-from tests.streams.events import project_stream
 
 
 async def product(settings: Settings, streams: list[list[StatusEvent]]) -> float:

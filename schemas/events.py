@@ -3,15 +3,21 @@
 Record key: the project id (so one project's events stay in one partition, in order).
 Record value: a `StatusEvent` envelope; its `type` names the payload model in `data`.
 Consumers deduplicate on `id` (a retried publish repeats it) and check order with `data.sequence`, which counts
-1, 2, 3... per project without gaps.
+1, 2, 3... per project without gaps. Every date-time carries its UTC offset: a naive one is refused.
+
+CloudEvents 1.0 as written: extension attributes (`traceparent`, the Kafka binding's `partitionkey`, others) are
+allowed and kept; `datacontenttype` is a media type (`application/json`, any case, parameters allowed). The
+alliance contract asks more of the envelope than CloudEvents does: `time`, `subject` and `dataschema` are required,
+`type` names the kind of `data` and `subject` its project.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.decisions import AcceptanceCertificate, Institution, Terms
 from schemas.money import Money
@@ -55,7 +61,7 @@ class ReviewOpened(EventData):
     kind: Literal["review_opened"] = "review_opened"
     institution: Institution
     requested: Money
-    deadline: datetime
+    deadline: AwareDatetime
 
 
 class InformationRequested(EventData):
@@ -77,7 +83,7 @@ class InformationProvided(EventData):
 class ReviewReminder(EventData):
     kind: Literal["review_reminder"] = "review_reminder"
     institution: Institution
-    deadline: datetime
+    deadline: AwareDatetime
 
 
 class ReviewApproved(EventData):
@@ -99,7 +105,7 @@ class ReviewRejected(EventData):
 class ReviewExpired(EventData):
     kind: Literal["review_expired"] = "review_expired"
     institution: Institution
-    deadline: datetime
+    deadline: AwareDatetime
 
 
 class ReviewWithdrawn(EventData):
@@ -165,7 +171,7 @@ class MilestoneReminder(EventData):
     kind: Literal["milestone_reminder"] = "milestone_reminder"
     milestone_id: str
     title: str
-    awaited_since: datetime
+    awaited_since: AwareDatetime
     reminder: int = Field(ge=1, description="1 for the first reminder about this milestone, then 2, 3...")
 
 
@@ -180,7 +186,7 @@ class DisbursementInstructed(EventData):
 
 class WarrantyStarted(EventData):
     kind: Literal["warranty_started"] = "warranty_started"
-    ends_at: datetime
+    ends_at: AwareDatetime
 
 
 class RetentionReleased(EventData):
@@ -269,23 +275,80 @@ def data_schema(kind: str) -> str:
     return f"urn:alliance-workflows:schema:{event_type(kind)}:{SCHEMA_VERSION}"
 
 
-class StatusEvent(BaseModel):
-    """CloudEvents 1.0 envelope, structured mode."""
+EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+RUN_EXTENSION = "projectrun"
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+def media_type_is_json(value: str) -> bool:
+    """Whether a media type (RFC 2045 syntax) is JSON in UTF-8: `application/json`, in any case, with parameters;
+    a `charset` parameter, if any, must be UTF-8."""
+    essence, *parameters = value.split(";")
+    if essence.strip().lower() != "application/json":
+        return False
+    for parameter in parameters:
+        name, _, given = parameter.partition("=")
+        if name.strip().lower() == "charset" and given.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+class StatusEvent(BaseModel):
+    """CloudEvents 1.0 envelope, structured mode. Extension attributes are kept as extra fields (CloudEvents names:
+    lower-case letters and digits, at most 20; values strings, integers or booleans)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(description="Fixed by the workflow before publishing: a retried publish repeats it")
-    source: str = Field(description="'/alliance/projects/<project id>'")
-    type: str = Field(description="'org.alliance.project.<kind>'")
-    subject: str = Field(description="The project id")
-    time: datetime
-    datacontenttype: Literal["application/json"] = "application/json"
-    dataschema: str
+    id: str = Field(min_length=1, description="Fixed by the workflow before publishing: a retried publish repeats it")
+    source: str = Field(min_length=1, description="'/alliance/projects/<project id>'")
+    type: str = Field(description="'org.alliance.project.<kind>', the kind of `data`")
+    subject: str = Field(min_length=1, description="The project id")
+    time: AwareDatetime = Field(description="When the workflow recorded the event, with its UTC offset")
+    datacontenttype: str = Field(
+        default="application/json", description="A JSON media type: 'application/json', parameters allowed"
+    )
+    dataschema: str = Field(description="'urn:alliance-workflows:schema:<type>:<version>' (required by the contract)")
+    projectrun: str | None = Field(
+        default=None,
+        exclude_if=lambda run: run is None,
+        description="Extension attribute: the run id of the first execution of the project's workflow, so the "
+        "events of a project id proposed again (after its first workflow was deleted) are told apart",
+    )
     data: Payload
 
+    @field_validator("datacontenttype")
     @classmethod
-    def wrap(cls, event_id: str, time: datetime, data: EventData) -> StatusEvent:
+    def _json_media_type(cls, value: str) -> str:
+        if not media_type_is_json(value):
+            raise ValueError(f"'{value}' is not a JSON media type in UTF-8 (application/json)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StatusEvent:
+        if self.type != event_type(self.data.kind):
+            raise ValueError(f"type '{self.type}' does not name the kind of its data ('{self.data.kind}')")
+        if self.subject != self.data.project_id:
+            raise ValueError(f"subject '{self.subject}' is not the data's project_id '{self.data.project_id}'")
+        for name, value in (self.model_extra or {}).items():
+            if not EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"extension attribute '{name}': a CloudEvents attribute name is 1 to 20 lower-case letters or "
+                    "digits"
+                )
+            if not isinstance(value, str | int | bool):
+                raise ValueError(f"extension attribute '{name}': a value is a string, an integer or a boolean")
+        return self
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The extension attributes it carries, by name (those the contract names, like `projectrun`, included)."""
+        named = {RUN_EXTENSION: self.projectrun} if self.projectrun is not None else {}
+        return named | dict(self.model_extra or {})
+
+    @classmethod
+    def wrap(cls, event_id: str, time: datetime, data: EventData, projectrun: str | None = None) -> StatusEvent:
+        """The envelope of one event. `projectrun`: the workflow's first-execution run id
+        (`workflow.info().first_execution_run_id`); None leaves it out, as events before it did."""
         kind = kind_of(type(data))
         return cls(
             id=event_id,
@@ -294,5 +357,6 @@ class StatusEvent(BaseModel):
             subject=data.project_id,
             time=time,
             dataschema=data_schema(kind),
+            projectrun=projectrun,
             data=data,
         )

@@ -1,9 +1,11 @@
 """The stream worker (faust-streaming, `alliance streams`): reads the project status topic and derives views.
 
 - `project-views` table (changelogged in Kafka): each project's view, folded by `streams.projection` — duplicates
-  ignored, gaps held and reported;
+  ignored, gaps held and reported; `status-progress` table: per status partition, the offset of the last record
+  handled (`streams.checkpoint`: records faust acknowledges without delivering are read again, by offset);
 - derived topics: a deduplicated, ordered feed; compacted portfolio snapshots keyed `<dimension>:<value>`; alerts;
-  a dead-letter topic for records that do not parse, have an unknown type or a newer schema version;
+  a dead-letter topic for records the contract does not allow, each with a reason naming the field and the rule
+  (`streams.envelope`);
 - HTTP (faust's web server): `/portfolio/`, `/portfolio/{dimension}/`, `/projects/{id}/`, `/reviews/`, `/alerts/`,
   `/partitions/` (what this worker folds), `/metrics`.
 
@@ -12,10 +14,15 @@ stops the others take its partitions over, recovering its table partitions from 
 over HTTP comes from `streams.mirror`, which reads the whole changelog, so every worker answers for the whole
 portfolio; snapshots and deadline alerts are published by the group's leader only.
 
-Processing guarantee: at least once, with idempotent table updates. A record processed again after a crash or a
-rebalance is a duplicate to the project view (its sequence is already applied), so the tables equal a fresh
-computation from the whole topic. Derived records may repeat after a crash; each carries the event id (feed), the
-alert id (alerts) or the source topic/partition/offset (dead letters), so repeats are recognisable. faust's
+Records are taken in batches (`take_events`: up to BATCH_MAX, or what arrived within BATCH_SECONDS): each batch is
+folded in memory, in offset order per partition (so per project), then its table writes and derived records are
+sent together and flushed, then its checkpoints, and only then are its offsets acknowledged.
+
+Processing guarantee: at least once, with idempotent table updates. A record delivered again after a crash or a
+rebalance is at or below its partition's checkpoint (or, at worst, a duplicate to the project view), so the tables
+equal a fresh computation from the whole topic. Derived records may repeat after a crash; each carries the event id
+(feed), the alert id (alerts) or the source topic/partition/offset (dead letters), so repeats are recognisable.
+No exception in a timer or a web view stops the worker: it is logged and the next tick or request tries again. faust's
 exactly_once mode was tried on Kafka 4.4: it does not put sends to topics the app does not consume (our derived
 topics) into its transactions, and it hung on SIGTERM while stopping its transaction manager.
 """
@@ -23,33 +30,41 @@ topics) into its transactions, and it hung on SIGTERM while stopping its transac
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 import structlog
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.web import Request, Response, View
 from prometheus_client import Counter, Gauge
-from pydantic import ValidationError
 
 from alliance import metrics
-from alliance.connections import kafka_options
+from alliance.connections import kafka_options, progress_changelog_topic
 from alliance.settings import Settings
 from schemas.decisions import Institution
-from schemas.derived import Alert, AlertKind, DeadLetter, Dimension, PortfolioSnapshot
-from schemas.events import SCHEMA_VERSION, TYPE_PREFIX, StatusEvent
+from schemas.derived import Alert, AlertKind, Dimension, PortfolioSnapshot
 from streams.alerts import gap_alert, review_and_stall_alerts
+from streams.checkpoint import BatchFold, BatchOutput, Record, StatusRanges, check_record
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
-from streams.projection import Gap, ProjectView, fold
-from streams.repair import SourceReader
+from streams.projection import Gap, ProjectView
 
 log = structlog.get_logger(__name__)
 REPAIRS = Counter(
-    "alliance_stream_repairs", "Status events the views table missed and the leader sent again (streams/repair.py)"
+    "alliance_stream_repairs",
+    "Status records acknowledged by the consumer group without being handled, read again from the topic and "
+    "handled (streams/checkpoint.py)",
 )
+BATCH_MAX = 2000
+BATCH_SECONDS = 0.005
+IN_FLIGHT = 16
 REVIEWS_OPEN = Gauge("alliance_reviews_open", "Financing reviews open now", ["institution"])
 REVIEWS_OVERDUE = Gauge("alliance_reviews_overdue", "Open financing reviews past their deadline", ["institution"])
 
@@ -60,26 +75,6 @@ def count_reviews(views: list[ProjectView], now: datetime) -> None:
         deadlines = [v.open_reviews[institution] for v in views if institution in v.open_reviews]
         REVIEWS_OPEN.labels(institution.value).set(len(deadlines))
         REVIEWS_OVERDUE.labels(institution.value).set(sum(1 for d in deadlines if d < now))
-
-
-def why_unusable(value: bytes | None) -> str | None:
-    """Why a record cannot be folded, in words for the dead-letter topic; None when it can."""
-    if not value:
-        return "empty record"
-    try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        return f"not JSON: {err}"
-    if not isinstance(raw, dict):
-        return "not a CloudEvents envelope (JSON object expected)"
-    kind = str(raw.get("type", ""))
-    if not kind.startswith(TYPE_PREFIX):
-        return f"unknown event type '{kind}'"
-    schema = str(raw.get("dataschema", ""))
-    version = schema.rsplit(":", 1)[-1]
-    if version.isdigit() and int(version) > SCHEMA_VERSION:
-        return f"schema version {version} is newer than this worker's {SCHEMA_VERSION}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +116,46 @@ def open_alerts(views: list[ProjectView], settings: Settings, now: datetime) -> 
     return alerts
 
 
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _json(model: Any) -> bytes:
+    return bytes(model.model_dump_json().encode())
+
+
+def survives(event: str) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:
+    """A timer body whose exception is logged, not raised: faust stops the whole worker on a timer's exception,
+    and the next tick may well succeed (a broker back, a view rebuilt)."""
+
+    def wrap(tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        @functools.wraps(tick)
+        async def guarded() -> None:
+            try:
+                await tick()
+            except ViewsUnavailable as err:
+                log.warning(event, error=str(err))
+            except Exception:
+                log.exception(event)
+
+        return guarded
+
+    return wrap
+
+
+class Guarded(View):
+    """A web view whose unexpected exception is a 500 answer with the reason, logged; never the worker's end."""
+
+    async def dispatch(self, request: Any) -> Any:
+        try:
+            return await super().dispatch(request)
+        except ViewsUnavailable as err:
+            return self.json({"code": "unavailable", "message": str(err)}, status=503)
+        except Exception as err:
+            log.exception("stream_web_request_failed", path=str(getattr(request, "path", "")))
+            return self.json({"code": "internal", "message": f"{type(err).__name__}: {err}"}, status=500)
+
+
 def create_app(settings: Settings) -> StreamApp:
     partitions = settings.topic_partitions
     app = faust.App(
@@ -140,60 +175,109 @@ def create_app(settings: Settings) -> StreamApp:
         autodiscover=False,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    # The agent folds the status topic and the repair topic (co-partitioned: a project's records of both land on the
-    # worker that owns its partition); see streams/repair.py.
-    source = app.topic(settings.status_topic, settings.streams_repair_topic, partitions=partitions, **raw)
+    # The agent reads the status topic and the checks topic (co-partitioned: a partition's checks reach the worker
+    # that owns that status partition); see streams/checkpoint.py.
+    checks_topic = settings.streams_repair_topic
+    source = app.topic(settings.status_topic, checks_topic, partitions=partitions, **raw)
     # Created by alliance.connections.ensure_topics(streams=True) before the worker starts.
     derived = {"partitions": partitions, **raw}
     feed = app.topic(settings.feed_topic, **derived)
     snapshots = app.topic(settings.snapshot_topic, **derived)
     alerts = app.topic(settings.alert_topic, **derived)
     dead_letters = app.topic(settings.dead_letter_topic, **derived)
-    repairs = app.topic(settings.streams_repair_topic, **derived)
-    # faust writes the changelog as JSON (its table default), the encoding `streams.mirror` reads back.
+    checks = app.topic(checks_topic, **derived)
+    # faust writes the changelogs as JSON (its table default), the encoding `streams.mirror` reads back.
     views = app.Table("project-views", partitions=partitions, default=None)
-    if views.changelog_topic.get_topic_name() != settings.views_changelog_topic:
-        raise RuntimeError(f"faust names the views changelog {views.changelog_topic.get_topic_name()}")
+    progress = app.Table("status-progress", partitions=partitions, default=None)
+    for table, expected in ((views, settings.views_changelog_topic), (progress, progress_changelog_topic(settings))):
+        if table.changelog_topic.get_topic_name() != expected:
+            raise RuntimeError(f"faust names a changelog {table.changelog_topic.get_topic_name()}, not {expected}")
     mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions)
-    patience = settings.streams_session_timeout_seconds + 2 * settings.streams_snapshot_seconds
-    source_reader = SourceReader(kafka_options(settings), settings.status_topic, partitions, patience)
+    ranges = StatusRanges(kafka_options(settings), settings.status_topic)
+    admin: list[AIOKafkaAdminClient] = []
     raised: set[str] = set()
     published: dict[str, bytes] = {}
 
+    def stored_view(project: str) -> ProjectView | None:
+        stored = views.data.get(project)
+        return ProjectView.model_validate(stored) if stored else None
+
+    def stored_progress(partition: int) -> int | None:
+        done = progress.data.get(str(partition))
+        return int(done) if done is not None else None
+
+    views_changelog = views.changelog_topic.get_topic_name()
+    progress_changelog = progress.changelog_topic.get_topic_name()
+
+    async def send(topic: str, key: Any, value: Any, partition: int | None = None) -> Awaitable[Any]:
+        """One record to the producer's accumulator (not awaited for delivery: the batch gathers them). Table
+        changelog records are JSON key and value, as faust writes and recovers them."""
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    async def write(out: BatchOutput) -> Callable[[asyncio.Task[None] | None], Awaitable[None]]:
+        """Applies a batch to the tables in memory and hands its records to the producer; returns what waits for
+        their delivery: effects first (table changelog, feed, alerts, dead letters), then the checkpoints, so a
+        checkpoint in the changelog always follows the effects of the records it covers."""
+        sent = []
+        for project, (partition, view) in out.views.items():
+            body = view.model_dump(mode="json")
+            views.data[project] = body
+            sent.append(await send(views_changelog, _dumps(project), _dumps(body), partition))
+        for event in out.feed:
+            sent.append(await send(feed.get_topic_name(), event.subject.encode(), _json(event)))
+        for alert in out.alerts:
+            sent.append(await send(alerts.get_topic_name(), alert.alert_id.encode(), _json(alert)))
+        for letter in out.dead_letters:
+            key = letter.key.encode() if letter.key is not None else None
+            sent.append(await send(dead_letters.get_topic_name(), key, _json(letter)))
+        for partition, offset in out.progress.items():
+            progress.data[str(partition)] = offset
+        if out.read_again:
+            REPAIRS.inc(out.read_again)
+
+        async def delivered(previous: asyncio.Task[None] | None) -> None:
+            await asyncio.gather(*sent)
+            if previous is not None:
+                await previous  # the checkpoints of one partition reach the changelog in order
+            checkpoints = [
+                await send(progress_changelog, _dumps(str(partition)), _dumps(offset), partition)
+                for partition, offset in out.progress.items()
+            ]
+            await asyncio.gather(*checkpoints)
+
+        return delivered
+
     @app.agent(source)
     async def fold_events(stream: faust.StreamT[bytes]) -> None:
-        async for record in stream.events():
-            message = record.message
-            reason = why_unusable(record.value)
-            event: StatusEvent | None = None
-            if reason is None:
-                try:
-                    event = StatusEvent.model_validate_json(record.value)
-                except ValidationError as err:
-                    reason = f"does not match the contract: {err.errors()[0]['msg']}"
-            if event is not None and record.key != event.subject.encode():
-                reason, event = f"record key {record.key!r} is not the event's project {event.subject}", None
-            if event is None:
-                letter = DeadLetter(
-                    reason=reason or "unusable",
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=record.key.decode("utf-8", "replace") if record.key else None,
-                    value=record.value.decode("utf-8", "replace") if record.value else None,
-                )
-                await dead_letters.send(key=record.key, value=letter.model_dump_json().encode())
-                continue
-            stored = views.get(event.subject)
-            folded = fold(ProjectView.model_validate(stored) if stored else None, event)
-            if folded.duplicate:
-                continue
-            views[event.subject] = folded.view.model_dump(mode="json")
-            for applied in folded.applied:
-                await feed.send(key=applied.subject.encode(), value=applied.model_dump_json().encode())
-            if folded.gap is not None:
-                alert = gap_alert(folded.gap, datetime.now(UTC))
-                await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
+        """Batches folded one after another, never waiting for Kafka: a batch's records are delivered in the
+        background, and its offsets acknowledged only once they are (each message holds one more reference until
+        then). At most IN_FLIGHT batches are undelivered; a delivery that fails stops the agent (and the worker),
+        whose offsets are then not committed past it."""
+        in_flight: deque[asyncio.Task[None]] = deque()
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_SECONDS):  # type: ignore[attr-defined]
+            while in_flight and (in_flight[0].done() or len(in_flight) >= IN_FLIGHT):
+                await in_flight.popleft()  # raises what the delivery raised
+            work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read)
+            for event in batch:
+                message = event.message
+                message.incref()
+                record = Record(message.topic, message.partition, message.offset, message.key, message.value)
+                if message.topic == checks_topic:
+                    await work.check(record)
+                else:
+                    await work.status(record)
+            delivered = await write(work.out)
+            previous = in_flight[-1] if in_flight else None
+            in_flight.append(asyncio.create_task(acknowledged(delivered, previous, list(batch))))
+
+    async def acknowledged(
+        delivered: Callable[[asyncio.Task[None] | None], Awaitable[None]],
+        previous: asyncio.Task[None] | None,
+        batch: list[Any],
+    ) -> None:
+        await delivered(previous)
+        for event in batch:
+            event.ack()
 
     async def all_views() -> list[ProjectView]:
         return list((await mirror.catch_up()).values())
@@ -202,23 +286,27 @@ def create_app(settings: Settings) -> StreamApp:
         rules = settings.eligibility_rules()
         return compute(await all_views(), rules.usd_per_unit, rules.rate_date)
 
+    async def send_checks() -> None:
+        """The group's committed offsets of the status topic, one check record per partition (streams/checkpoint.py)."""
+        if not admin:
+            client = AIOKafkaAdminClient(**kafka_options(settings), client_id=f"{settings.streams_app_id}-checks")
+            await client.start()
+            admin.append(client)
+        tps = [TopicPartition(settings.status_topic, p) for p in range(partitions)]
+        committed = await admin[0].list_consumer_group_offsets(settings.streams_app_id, partitions=tps)
+        for tp, at in committed.items():
+            if tp.topic == settings.status_topic and at.offset > 0:
+                await checks.send(
+                    key=str(tp.partition).encode(), value=check_record(tp.partition, at.offset), partition=tp.partition
+                )
+
     @app.timer(interval=settings.streams_snapshot_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    @survives("stream_leader_tick_failed")
     async def publish_snapshots() -> None:
-        """On the group's leader only: events the table missed sent again (streams/repair.py), deadline and stall
-        alerts not yet raised, and the snapshots that changed."""
+        """On the group's leader only: offset checks, deadline and stall alerts not yet raised, and the snapshots
+        that changed."""
+        await send_checks()
         views_now = await all_views()
-        source = await source_reader.catch_up()
-        missed = source.missing({v.project_id: v for v in views_now}, asyncio.get_running_loop().time())
-        for event in missed:
-            await repairs.send(key=event.subject.encode(), value=event.model_dump_json().encode())
-        if missed:
-            REPAIRS.inc(len(missed))
-            log.warning(
-                "stream_events_repaired",
-                events=len(missed),
-                projects=sorted({e.subject for e in missed}),
-                why="the views table stayed behind the status topic (records lost by faust in a rebalance)",
-            )
         for alert in open_alerts(views_now, settings, datetime.now(UTC)):
             if alert.kind is not AlertKind.sequence_gap and alert.alert_id not in raised:
                 raised.add(alert.alert_id)
@@ -238,13 +326,15 @@ def create_app(settings: Settings) -> StreamApp:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_mirror(app: faust.App, **kwargs: Any) -> None:
         await mirror.stop()
-        await source_reader.stop()
+        await ranges.stop()
+        for client in admin:
+            await client.close()
 
     def unavailable(view: View, err: ViewsUnavailable) -> Response:
         return view.json({"code": "unavailable", "message": str(err)}, status=503)
 
     @app.page("/portfolio/")
-    class PortfolioView(View):
+    class PortfolioView(Guarded):
         async def get(self, request: Request) -> Response:
             try:
                 return self.json((await portfolio()).model_dump(mode="json"))
@@ -252,7 +342,7 @@ def create_app(settings: Settings) -> StreamApp:
                 return unavailable(self, err)
 
     @app.page("/portfolio/{dimension}/")
-    class DimensionView(View):
+    class DimensionView(Guarded):
         async def get(self, request: Request, dimension: str) -> Response:
             if dimension not in set(Dimension):
                 return self.json({"code": "unknown", "message": f"no dimension '{dimension}'"}, status=404)
@@ -263,7 +353,7 @@ def create_app(settings: Settings) -> StreamApp:
             return self.json({"rate_date": current["rate_date"], dimension: current["by"][dimension]})
 
     @app.page("/projects/{project_id}/")
-    class ProjectPage(View):
+    class ProjectPage(Guarded):
         async def get(self, request: Request, project_id: str) -> Response:
             try:
                 found = (await mirror.catch_up()).get(project_id)
@@ -274,7 +364,7 @@ def create_app(settings: Settings) -> StreamApp:
             return self.json(found.model_dump(mode="json"))
 
     @app.page("/reviews/")
-    class ReviewsView(View):
+    class ReviewsView(Guarded):
         async def get(self, request: Request) -> Response:
             try:
                 views_now = await all_views()
@@ -288,7 +378,7 @@ def create_app(settings: Settings) -> StreamApp:
             return self.json(sorted(reviews, key=lambda r: (r["deadline"], r["project_id"], r["institution"])))
 
     @app.page("/partitions/")
-    class PartitionsView(View):
+    class PartitionsView(Guarded):
         """Which partitions of the status topic this worker folds now (operators, and the failover test)."""
 
         async def get(self, request: Request) -> Response:
@@ -297,7 +387,7 @@ def create_app(settings: Settings) -> StreamApp:
             return self.json({"topic": settings.status_topic, "partitions": mine})
 
     @app.page("/metrics")
-    class MetricsView(View):
+    class MetricsView(Guarded):
         async def get(self, request: Request) -> Response:
             try:
                 count_reviews(await all_views(), datetime.now(UTC))
@@ -308,7 +398,7 @@ def create_app(settings: Settings) -> StreamApp:
             return self.bytes(body, content_type="text/plain; version=0.0.4")
 
     @app.page("/alerts/")
-    class AlertsView(View):
+    class AlertsView(Guarded):
         async def get(self, request: Request) -> Response:
             try:
                 views_now = await all_views()

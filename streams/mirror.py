@@ -7,9 +7,10 @@ mirror reads all of its partitions (no consumer group, so nothing is shared or r
 catches up to the end offsets of that moment: a portfolio served after a failover includes everything the surviving
 worker has folded, and two workers asked at once give the same totals.
 
-A view only replaces a view of the same project that is not further along (`last_sequence`, then the number of held
-events). A worker that lost its partitions but had not yet noticed (a zombie, possible with at-least-once) can still
-write an older view to the changelog after the new owner wrote a newer one; the mirror does not go back.
+A view only replaces a view of the same project that is not further along (its `incarnation`, then `last_sequence`,
+then the number of held events). A worker that lost its partitions but had not yet noticed (a zombie, possible
+with at-least-once) can still write an older view to the changelog after the new owner wrote a newer one; the
+mirror does not go back.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class ViewsUnavailable(TopicUnreadable):
     """The views changelog could not be read up to its end offsets."""
 
 
-def progress(view: ProjectView) -> tuple[int, int]:
-    return view.last_sequence, len(view.held)
+def progress(view: ProjectView) -> tuple[int, int, int]:
+    return view.incarnation, view.last_sequence, len(view.held)
 
 
 class TopicReader:

@@ -4,13 +4,16 @@ idempotent and can be checked against a fresh computation from the whole topic.
 Events are applied strictly in `sequence` order. An event already applied (a retried publish: same sequence) is a
 duplicate and changes nothing. An event ahead of the next expected sequence is held back and a gap is reported;
 when the missing events arrive, the held ones are applied in order. Nothing is skipped silently.
+
+A project id proposed again after its first workflow was deleted is another incarnation: its events carry another
+`projectrun` (the first-execution run id of its workflow). An event of another run than the view's starts the view
+afresh (`incarnation` counts them), so the new run's #1 and #2 are not taken for duplicates of the old run's. Events
+without `projectrun` (published before it existed) belong to the view's run.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.decisions import Institution
 from schemas.events import StatusEvent
@@ -33,10 +36,12 @@ class ProjectView(BaseModel):
     country: str = ""
     sector: str = ""
     stage: Stage = Stage.screening
-    stage_since: datetime | None = None
+    stage_since: AwareDatetime | None = None
+    run: str | None = Field(default=None, description="The `projectrun` of the events folded, once one carried it")
+    incarnation: int = Field(default=0, description="0, then 1, 2... each time the project id is proposed again")
     last_sequence: int = 0
     last_event_id: str | None = None
-    open_reviews: dict[Institution, datetime] = Field(default_factory=dict, description="institution → deadline")
+    open_reviews: dict[Institution, AwareDatetime] = Field(default_factory=dict, description="institution → deadline")
     amounts: dict[Institution, Amounts] = Field(default_factory=dict)
     held: dict[int, StatusEvent] = Field(default_factory=dict, description="Events that arrived ahead of a gap")
 
@@ -56,8 +61,24 @@ class Folded(BaseModel):
     gap: Gap | None = None
 
 
-def fold(view: ProjectView | None, event: StatusEvent) -> Folded:
-    current = view.model_copy(deep=True) if view else ProjectView(project_id=event.subject)
+def another_run(view: ProjectView, event: StatusEvent) -> bool:
+    """Whether the event belongs to another incarnation of the project id than the view."""
+    run = event.projectrun
+    if run is None or run == view.run:
+        return False
+    if view.run is None:  # a view of events without run ids: only a new #1 starts another incarnation
+        return event.data.sequence == 1 and view.last_sequence >= 1
+    return True
+
+
+def fold_into(current: ProjectView, event: StatusEvent) -> Folded:
+    """Offers one event to a view, changing the view in place (`fold` works on a copy)."""
+    if another_run(current, event):
+        fresh = ProjectView(project_id=current.project_id, run=event.projectrun, incarnation=current.incarnation + 1)
+        for name in ProjectView.model_fields:
+            setattr(current, name, getattr(fresh, name))
+    elif current.run is None and event.projectrun is not None:
+        current.run = event.projectrun
     sequence = event.data.sequence
     if sequence <= current.last_sequence or sequence in current.held:
         return Folded(view=current, applied=[], duplicate=True)
@@ -75,6 +96,11 @@ def fold(view: ProjectView | None, event: StatusEvent) -> Folded:
         _apply(current, following)
         applied.append(following)
     return Folded(view=current, applied=applied)
+
+
+def fold(view: ProjectView | None, event: StatusEvent) -> Folded:
+    current = view.model_copy(deep=True) if view else ProjectView(project_id=event.subject, run=event.projectrun)
+    return fold_into(current, event)
 
 
 def _add(total: Money | None, amount: Money) -> Money:

@@ -73,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewReminderDue,
         ReviewResult,
     )
-    from workflows import basis, cancellation, effectiveness, financing, limits, remit, visibility
+    from workflows import basis, cancellation, catalogue, effectiveness, financing, limits, remit, visibility
     from workflows.change import Change
     from workflows.deadlines import wait_until, wait_until_direct
     from workflows.delivery import add_months, check_complete_milestone, milestone_payment, undrawn
@@ -247,8 +247,8 @@ class ProjectWorkflow:
         if reason is not None:
             await self._withdraw_open_reviews(reason)
             await asyncio.gather(*watchers)
-            # A cancellation accepted while the other reviews were being withdrawn wins.
-            if self._cancelled or not self._enter(Stage.financing_declined, f"Financing declined: {reason}"):
+            # A cancellation accepted while the other reviews were being withdrawn wins (_enter leaves no final stage).
+            if not self._enter(Stage.financing_declined, f"Financing declined: {reason}"):
                 return False
             self._status.outcome = reason
             await self._release_commitments(reason)
@@ -354,7 +354,7 @@ class ProjectWorkflow:
 
     @approve.validator
     def _validate_approve(self, decision: Approve) -> None:
-        self._validate(decision, Action.approve, financing.check_approve, decision.institution)
+        self._validate(decision, financing.check_approve)
 
     @workflow.update
     async def reject(self, decision: Reject) -> Receipt:
@@ -368,7 +368,7 @@ class ProjectWorkflow:
 
     @reject.validator
     def _validate_reject(self, decision: Reject) -> None:
-        self._validate(decision, Action.reject, financing.check_reject, decision.institution)
+        self._validate(decision, financing.check_reject)
 
     @workflow.update
     async def request_information(self, request: RequestInformation) -> Receipt:
@@ -381,7 +381,7 @@ class ProjectWorkflow:
 
     @request_information.validator
     def _validate_request_information(self, request: RequestInformation) -> None:
-        self._validate(request, Action.request_information, financing.check_request_information, request.institution)
+        self._validate(request, financing.check_request_information)
 
     @workflow.update
     async def provide_information(self, answer: ProvideInformation) -> Receipt:
@@ -394,7 +394,7 @@ class ProjectWorkflow:
 
     @provide_information.validator
     def _validate_provide_information(self, answer: ProvideInformation) -> None:
-        self._validate(answer, Action.provide_information, financing.check_provide_information)
+        self._validate(answer, financing.check_provide_information)
 
     @workflow.update
     async def satisfy_condition(self, request: SatisfyCondition) -> Receipt:
@@ -407,7 +407,7 @@ class ProjectWorkflow:
 
     @satisfy_condition.validator
     def _validate_satisfy_condition(self, request: SatisfyCondition) -> None:
-        self._validate(request, Action.satisfy_condition, effectiveness.check_satisfy_condition)
+        self._validate(request, effectiveness.check_satisfy_condition)
 
     @workflow.update
     async def complete_milestone(self, report: CompleteMilestone) -> Receipt:
@@ -415,7 +415,7 @@ class ProjectWorkflow:
 
     @complete_milestone.validator
     def _validate_complete_milestone(self, report: CompleteMilestone) -> None:
-        self._validate(report, Action.complete_milestone, check_complete_milestone)
+        self._validate(report, check_complete_milestone)
 
     @workflow.update
     async def cancel(self, request: Cancel) -> Receipt:
@@ -423,7 +423,7 @@ class ProjectWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: Cancel) -> None:
-        self._validate(request, Action.cancel, cancellation.check_cancel)
+        self._validate(request, cancellation.check_cancel)
 
     @workflow.signal(name=REMINDER_SIGNAL)
     def reminder_due(self, due: ReviewReminderDue) -> None:
@@ -431,10 +431,12 @@ class ProjectWorkflow:
         if review is not None and review.status.is_open and self._status.stage is Stage.financing:
             self._emit(ev.ReviewReminder, institution=review.institution, deadline=review.deadline)
 
-    def _validate(self, decision: D, action: Action, check: Check[D], institution: Institution | None = None) -> None:
-        """Every Update validator: the sender's remit, then (unless it is a repeat, or based on a status the project
-        has not reached yet, which the handler waits for) the decision's rules."""
-        self._check_actor(decision, action, institution)
+    def _validate(self, decision: D, check: Check[D]) -> None:
+        """Every Update validator: the sender's remit (the catalogue's action, for the institution it acts for),
+        then (unless it is a repeat, or based on a status the project has not reached yet, which the handler waits
+        for) the decision's rules."""
+        kind = catalogue.kind_of(decision)
+        self._check_actor(decision, kind.action, kind.institution_of(decision))
         if self._ledger.is_repeat(decision) or not basis.reached(self._status, decision):
             return
         self._judge(decision, check)
@@ -532,9 +534,7 @@ class ProjectWorkflow:
         if self._cancelled:
             return  # cancelled while the last milestone was paid: the retention goes back with the commitments
         await self._release_retention()
-        if self._cancelled or not self._enter(
-            Stage.completed, "Completed: final acceptance certified and retention released"
-        ):
+        if not self._enter(Stage.completed, "Completed: final acceptance certified and retention released"):
             return
         self._status.outcome = "final acceptance certified"
         self._emit(ev.ProjectCompleted)
@@ -736,7 +736,11 @@ class ProjectWorkflow:
     def _emit(self, model: type[E], **fields: Any) -> int:
         sequence = len(self._status.events) + 1
         data = model(project_id=self._proposal.project_id, sequence=sequence, stage=self._status.stage, **fields)
-        event = ev.StatusEvent.wrap(str(workflow.uuid4()), workflow.now(), data)
+        # `projectrun` tells this project's events from those of a project id proposed again after its workflow was
+        # deleted; the first run's id, so a project that continued as new keeps it.
+        event = ev.StatusEvent.wrap(
+            str(workflow.uuid4()), workflow.now(), data, projectrun=workflow.info().first_execution_run_id
+        )
         self._outbox.append(event)
         self._status.events.append(
             EventRef(

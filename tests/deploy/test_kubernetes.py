@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from alliance.connections import topic_plan
+from alliance.connections import topic_configs, topic_plan
 from alliance.settings import Settings
 from tests.deploy.tools import go_tool
 from workflows import visibility
@@ -106,6 +106,13 @@ def test_the_strimzi_topics_are_the_ones_the_product_creates_and_checks(kustomiz
         if doc and doc["kind"] == "KafkaTopic"
     }
     assert declared == topic_plan(settings, streams=True)
+    # Retention is a deliberate setting: each topic declared with the retention the product creates it with.
+    retention = {
+        doc["spec"]["topicName"]: str(doc["spec"]["config"].get("retention.ms"))
+        for doc in yaml.safe_load_all((KUBERNETES / "platform" / "strimzi-kafka.yaml").read_text())
+        if doc and doc["kind"] == "KafkaTopic"
+    }
+    assert retention == {t: str(c.get("retention.ms")) for t, c in topic_configs(settings, streams=True).items()}
 
 
 def test_the_helm_values_register_the_search_attributes_the_workflows_set() -> None:

@@ -7,6 +7,7 @@ from aiokafka import AIOKafkaProducer
 
 from alliance.connections import TopicMismatch, ensure_topics, kafka_options
 from alliance.settings import Settings
+from schemas.events import StatusEvent
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.projection import ProjectView, fold
 from tests.streams.events import project_stream
@@ -69,3 +70,31 @@ async def test_topics_with_another_partition_count_are_refused_before_the_stream
     other = settings.model_copy(update={"topic_partitions": settings.topic_partitions + 2})
     with pytest.raises(TopicMismatch, match=rf"{settings.status_topic} has {settings.topic_partitions}"):
         await ensure_topics(other, streams=True)
+
+
+async def test_the_view_of_a_project_id_proposed_again_replaces_the_old_runs_view(settings: Settings) -> None:
+    """A new incarnation starts at #1: the mirror orders views by incarnation first, so it is not taken for a
+    view behind the old run's #7."""
+    await ensure_topics(settings, streams=True)
+    topic = settings.views_changelog_topic
+    old = fold_all(project_stream("ke-again", "KE", run="run-1"))
+    new = fold_all(project_stream("ke-again", "KE", run="run-1") + project_stream("ke-again", "ZM", run="run-2")[:1])
+    assert (old.incarnation, new.incarnation, new.last_sequence) == (0, 1, 1)
+    producer = AIOKafkaProducer(**kafka_options(settings))
+    await producer.start()
+    mirror = ViewMirror(kafka_options(settings), topic, settings.topic_partitions)
+    try:
+        for view in (old, new, old):  # the old run's view written again late (a zombie) does not come back
+            await producer.send_and_wait(topic, key=b"ke-again", value=view.model_dump_json().encode(), partition=0)
+        assert (await mirror.catch_up())["ke-again"] == new
+    finally:
+        await producer.stop()
+        await mirror.stop()
+
+
+def fold_all(events: list[StatusEvent]) -> ProjectView:
+    view: ProjectView | None = None
+    for event in events:
+        view = fold(view, event).view
+    assert view is not None
+    return view

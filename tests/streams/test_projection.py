@@ -88,3 +88,23 @@ def test_reviews_near_or_past_their_deadline_and_stalled_projects_raise_alerts()
     assert len({a.alert_id for a in late}) == 2
     calm = review_and_stall_alerts(views.values(), START + timedelta(days=1), timedelta(days=5), timedelta(days=60))
     assert calm == []
+
+
+def test_a_project_id_proposed_again_by_another_run_starts_its_view_afresh() -> None:
+    first = project_stream("ke-reused", "KE", run="run-1")
+    second = project_stream("ke-reused", "ZM", approve_cdb=False, run="run-2")
+    view = fold_all(first + second)["ke-reused"]
+    assert (view.country, view.run, view.incarnation) == ("ZM", "run-2", 1)
+    assert view == fold_all(second)["ke-reused"].model_copy(update={"incarnation": 1})
+    assert fold(view, second[1]).duplicate  # the new run's own repeats are still duplicates
+
+
+def test_events_without_a_run_belong_to_the_views_run_and_a_later_run_id_is_adopted() -> None:
+    legacy = project_stream("ke-legacy", "KE")
+    tagged = project_stream("ke-legacy", "KE", run="run-1")
+    # A workflow that starts putting its run id on events mid-project (a new worker version): the same project.
+    view = fold_all(legacy[:3] + tagged[3:])["ke-legacy"]
+    assert (view.last_sequence, view.run, view.incarnation) == (len(legacy), "run-1", 0)
+    # The id proposed again afterwards by a run that says so: a new incarnation, not duplicates.
+    again = fold_all(legacy + project_stream("ke-legacy", "ZM", run="run-2")[:2])["ke-legacy"]
+    assert (again.country, again.last_sequence, again.incarnation) == ("ZM", 2, 1)
