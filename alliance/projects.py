@@ -507,7 +507,9 @@ class ProjectRow(BaseModel):
     country: str
     sector: str
     pending: list[str]
-    contract_usd: float | None
+    contract_usd: Decimal | None = Field(
+        description="The contract in USD at the screening's rates, to the cent (a decimal string, like every amount)"
+    )
     started: datetime
     running: bool
 
@@ -577,10 +579,15 @@ def project_row(execution: WorkflowExecution) -> ProjectRow:
         country=attrs.get(visibility.COUNTRY) or "?",
         sector=attrs.get(visibility.SECTOR) or "?",
         pending=list(attrs.get(visibility.PENDING) or []),
-        contract_usd=attrs.get(visibility.CONTRACT_USD),
+        contract_usd=usd(attrs.get(visibility.CONTRACT_USD)),
         started=execution.start_time,
         running=execution.status is ExecutionStatus.RUNNING,
     )
+
+
+def usd(value: float | None) -> Decimal | None:
+    """A USD amount kept as a search attribute (a double) back to cents: its shortest repr is what was stored."""
+    return None if value is None else Decimal(repr(value)).quantize(Decimal("0.01"))
 
 
 def visibility_query(stage: str | None, country: str | None, sector: str | None, pending: str | None) -> str:

@@ -462,6 +462,10 @@ async def test_lists_are_complete_a_page_at_a_time(api: Api, projects: Projects)
         pages += 1
         assert page["total"] >= len(ids)
         seen += [row["project_id"] for row in page["projects"]]
+        # Amounts leave as decimal strings to the cent, like every amount (not as floats).
+        assert all(
+            r["contract_usd"] is None or re.fullmatch(r"\d+\.\d{2}", r["contract_usd"]) for r in page["projects"]
+        )
         if (token := page["next_page_token"]) is None:
             break
     assert set(ids) <= set(seen) and len(seen) == len(set(seen)) == page["total"]
