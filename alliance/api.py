@@ -20,11 +20,11 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -49,12 +49,12 @@ from alliance.settings import Settings, get_settings
 from alliance.tokens import CredentialError, Edge
 from schemas.decisions import AwaitProgress, Decision, Institution, Progress, Receipt
 from schemas.identity import Identity
-from schemas.proposal import Proposal
+from schemas.proposal import PROJECT_ID_PATTERN, Proposal
 from schemas.status import ProjectStatus, Stage
 from workflows import catalogue
 
 log = structlog.get_logger(__name__)
-OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+OPENAPI_FILE = FilePath(__file__).with_name("openapi.json")
 API_REQUESTS = Counter("alliance_api_requests", "API requests answered", ["method", "route", "status"])
 API_SECONDS = Histogram("alliance_api_request_seconds", "API request duration", ["method", "route"])
 
@@ -165,6 +165,9 @@ Caller = Annotated[Identity, Depends(caller)]
 Service = Annotated[Projects, Depends(projects)]
 
 
+ProjectPath = Annotated[
+    str, Path(pattern=PROJECT_ID_PATTERN, description="Project id: 3-63 lower-case letters, digits and hyphens")
+]
 PageSize = Annotated[int, Query(ge=1, le=1000, description="Rows per page")]
 PageToken = Annotated[
     str | None, Query(max_length=2000, description="The `next_page_token` of the previous page (none: first page)")
@@ -335,7 +338,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         )
 
     @app.get("/projects/{project_id}", response_model=ProjectStatus, responses=ERRORS, tags=["projects"])
-    async def project_status(project_id: str, identity: Caller, service: Service, response: Response) -> ProjectStatus:
+    async def project_status(
+        project_id: ProjectPath, identity: Caller, service: Service, response: Response
+    ) -> ProjectStatus:
         """Where the project stands. `ETag` is its status sequence: send it back as `If-Match` with a decision
         based on what you read."""
         status = await service.status(project_id, identity)
@@ -344,7 +349,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.get("/projects/{project_id}/progress", response_model=Progress, responses=ERRORS, tags=["projects"])
     async def project_progress(
-        project_id: str,
+        project_id: ProjectPath,
         identity: Caller,
         service: Service,
         min_sequence: Annotated[int | None, Query(ge=0, description="Answer once the sequence reaches this")] = None,
@@ -371,7 +376,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     def decision_route(path: str, model: type[Decision], summary: str) -> None:
         async def decide(
-            project_id: str,
+            project_id: ProjectPath,
             decision: Decision,
             identity: Caller,
             service: Service,

@@ -45,9 +45,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 CONTRACTOR = Identity(person="Zhang Min", organisation="inspur", role=Role.contractor)
 OPERATOR = Identity(person="Amina Njoroge", organisation="alliance-pmo", role=Role.operator)
-# A status read that finds the project not yet where a `wait` wants it waits this long at most for the next event
-# before reading again (some changes, such as an event being published, emit no event of their own).
-WAIT_STEP_SECONDS = 1.0
+# How often `wait` reads the status again (tests that need the full status; the demo itself never polls).
+WAIT_STEP_SECONDS = 0.5
 NOT_KNOWN = datetime.min.replace(tzinfo=UTC)
 
 
@@ -112,8 +111,8 @@ class Driver:
         return progress
 
     async def wait(self, done: Callable[[ProjectStatus], bool], seconds: float = 60) -> ProjectStatus:
-        """Reads the status until `done` says so: for a test that needs the full status. Between reads it waits for
-        the project's next event (await_progress), at most WAIT_STEP_SECONDS, rather than polling."""
+        """Reads the status until `done` says so, every WAIT_STEP_SECONDS: for a test that needs the full status
+        (what a person reading it would see). The demo's own steps use receipts and `reach` instead."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
@@ -129,17 +128,7 @@ class Driver:
                 return status
             if loop.time() > deadline:
                 raise UserError(f"demo: {self.pid} stuck in {status.stage.value}: {status.details}")
-            if status.stage.is_final:
-                await asyncio.sleep(WAIT_STEP_SECONDS)  # an ended project only finishes publishing
-                continue
-            step = max(0.1, min(WAIT_STEP_SECONDS, deadline - loop.time()))
-            try:
-                await self.projects.await_progress(
-                    self.pid, AwaitProgress(min_sequence=status.sequence + 1, timeout_seconds=step)
-                )
-            except UserError as err:
-                if err.kind != "unavailable":
-                    raise
+            await asyncio.sleep(WAIT_STEP_SECONDS)
 
     async def send(self, decision_type: type[Decision], **fields: object) -> Receipt:
         self.step += 1

@@ -83,9 +83,13 @@ class KeyLedger:
         self._seconds = hours * 3600
 
     @asynccontextmanager
-    async def claim(self, caller: str, key: str, resource: str, print_: str) -> AsyncIterator[None]:
+    async def claim(
+        self, caller: str, key: str, resource: str, print_: str, same_resource: bool = True
+    ) -> AsyncIterator[None]:
         """Holds `key` for this request while it runs and binds it when the request succeeds. KeyRefused when the
-        key is bound to another resource or request, or is in flight."""
+        key is bound to another resource, or (with `same_resource`) to another request to this one, or is in
+        flight. Without `same_resource` the resource itself answers that case (a project's decision ledger), so
+        that the rule has one wording."""
         slot = (caller, key)
         now = time.monotonic()
         bound = self._bound.get(slot)
@@ -94,7 +98,7 @@ class KeyLedger:
             bound = None
         if bound is not None and bound.resource != resource:
             raise KeyRefused(used_elsewhere(key, bound.resource), "key_reused")
-        if bound is not None and bound.fingerprint != print_:
+        if same_resource and bound is not None and bound.fingerprint != print_:
             raise KeyRefused(used_differently(key, resource), "key_reused")
         if slot in self._in_flight:
             raise KeyRefused(

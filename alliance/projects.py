@@ -66,6 +66,7 @@ log = structlog.get_logger(__name__)
 
 MAX_PROPOSAL_BYTES = 1_000_000
 WORKERS_CHECK_SECONDS = 5.0
+WORKERS_RECHECK_SECONDS = 0.5
 # A worker long-polls for about a minute; one not seen for longer is gone.
 POLLER_RECENT = timedelta(seconds=90)
 PAGE_SIZE = 100
@@ -260,7 +261,8 @@ class Projects:
         print_ = fingerprint(resource, decision, exclude={"attestation", "based_on_sequence"})
         caller = str(actor) if actor else ""
         try:
-            async with self.keys.claim(caller, decision.decision_id, resource, print_):
+            # Another decision under a used id is refused by the project's own ledger, in its words.
+            async with self.keys.claim(caller, decision.decision_id, resource, print_, same_resource=False):
                 return await self._decide(project_id, decision, kind, actor, wait)
         except KeyRefused as err:
             raise UserError(str(err), err.kind) from err
@@ -278,7 +280,7 @@ class Projects:
                 raise UserError("this edge has no signing key to attest who decides", "unavailable")
             decision = self.edge.attest(actor, project_id, decision)
         seconds = wait if wait is not None else self.settings.decision_wait_seconds
-        await self._check_workers(project_id, decision)
+        await self._check_workers(project_id, decision, seconds)
         handle = self._handle(project_id)
         try:
             receipt: Receipt = await handle.execute_update(
@@ -303,30 +305,37 @@ class Projects:
         except RPCError as err:
             raise await self._explain_rpc(project_id, err) from err
 
-    async def _check_workers(self, project_id: str, decision: Decision) -> None:
-        """Refuses to send when no worker has polled the task queue lately (nothing was sent). Asked of the server at
-        most every WORKERS_CHECK_SECONDS per process, so a burst of decisions costs one call."""
+    async def _check_workers(self, project_id: str, decision: Decision, seconds: float) -> None:
+        """Waits up to `seconds` for a worker to poll the task queue (one starting up, say), and refuses to send
+        when none does (nothing was sent). Asked of the server at most every WORKERS_CHECK_SECONDS per process once
+        a worker was seen, so a burst of decisions costs one call."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._workers_seen_at < WORKERS_CHECK_SECONDS:
             return
-        try:
-            answer = await self.client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=self.client.namespace,
-                    task_queue=TaskQueue(name=self.settings.task_queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                ),
-                timeout=timedelta(seconds=10),
-            )
-        except RPCError:
-            return  # the update itself reports what is wrong with Temporal
-        now = datetime.now(UTC)
-        if any(now - p.last_access_time.ToDatetime(tzinfo=UTC) < POLLER_RECENT for p in answer.pollers):
-            self._workers_seen_at = loop.time()
-            return
+        deadline = loop.time() + seconds
+        while True:
+            try:
+                answer = await self.client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=self.client.namespace,
+                        task_queue=TaskQueue(name=self.settings.task_queue),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    ),
+                    timeout=timedelta(seconds=10),
+                )
+            except RPCError:
+                return  # the update itself reports what is wrong with Temporal
+            now = datetime.now(UTC)
+            if any(now - p.last_access_time.ToDatetime(tzinfo=UTC) < POLLER_RECENT for p in answer.pollers):
+                self._workers_seen_at = loop.time()
+                return
+            if loop.time() + WORKERS_RECHECK_SECONDS > deadline:
+                break
+            await asyncio.sleep(WORKERS_RECHECK_SECONDS)
         raise UserError(
-            f"no worker polls task queue {self.settings.task_queue}, so decision {decision.decision_id} was not "
-            f"sent to project {project_id} and nothing changed: start a worker (`alliance worker`) and send it again",
+            f"no worker polled task queue {self.settings.task_queue} within {seconds:g} s, so decision "
+            f"{decision.decision_id} was not sent to project {project_id} and nothing changed: start a worker "
+            "(`alliance worker`) and send it again",
             "unavailable",
         )
 
@@ -342,6 +351,8 @@ class Projects:
                 except WorkflowFailureError:
                     return UserError(f"project {project_id}'s workflow failed; it takes no more decisions", "refused")
                 return UserError(f"refused: {has_ended(project_id, stage).message}", "refused")
+        if err.status is RPCStatusCode.INVALID_ARGUMENT:
+            return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "invalid")
         return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "unavailable")
 
     async def await_progress(self, project_id: str, wait: AwaitProgress, actor: Identity | None = None) -> Progress:
@@ -496,7 +507,9 @@ class ProjectRow(BaseModel):
     country: str
     sector: str
     pending: list[str]
-    contract_usd: float | None
+    contract_usd: Decimal | None = Field(
+        description="The contract in USD at the screening's rates, to the cent (a decimal string, like every amount)"
+    )
     started: datetime
     running: bool
 
@@ -566,10 +579,15 @@ def project_row(execution: WorkflowExecution) -> ProjectRow:
         country=attrs.get(visibility.COUNTRY) or "?",
         sector=attrs.get(visibility.SECTOR) or "?",
         pending=list(attrs.get(visibility.PENDING) or []),
-        contract_usd=attrs.get(visibility.CONTRACT_USD),
+        contract_usd=usd(attrs.get(visibility.CONTRACT_USD)),
         started=execution.start_time,
         running=execution.status is ExecutionStatus.RUNNING,
     )
+
+
+def usd(value: float | None) -> Decimal | None:
+    """A USD amount kept as a search attribute (a double) back to cents: its shortest repr is what was stored."""
+    return None if value is None else Decimal(repr(value)).quantize(Decimal("0.01"))
 
 
 def visibility_query(stage: str | None, country: str | None, sector: str | None, pending: str | None) -> str:

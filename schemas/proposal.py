@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from schemas.money import Money
 
+PROJECT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,62}$"
 ProjectId = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$"),
+    StringConstraints(pattern=PROJECT_ID_PATTERN),
     Field(description="Slug: 3-63 lower-case letters, digits and hyphens, e.g. 'zm-lusaka-smart-city-2'"),
 ]
 Percent = Annotated[Decimal, Field(ge=0, le=100)]

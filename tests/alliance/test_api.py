@@ -364,6 +364,10 @@ async def test_an_amount_sent_as_a_json_number_keeps_its_digits(api: Api, projec
 async def test_errors_have_a_stable_code_and_name_the_field(api: Api) -> None:
     unknown = await api.call(AUDITOR, "GET", "/projects/no-such-project")
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown"
+    for path in ("/projects/Not_A_Slug", "/projects/x/progress", "/projects/%E5%90%8D/cancellation"):
+        method = "POST" if path.endswith("cancellation") else "GET"
+        bad_id = await api.call(OPERATOR, method, path, {"decision_id": "k", "reason": "r", "by": "x"}, key="k")
+        assert bad_id.status_code == 422 and bad_id.json()["field"] == "project_id", (path, bad_id.text)
     bad = raw_example("ke-national-data-centre-2") | {"chinese_content_pct": "150"}
     invalid = await api.call(CONTRACTOR, "POST", "/projects", bad, key="bad-1")
     assert invalid.status_code == 422
@@ -458,6 +462,10 @@ async def test_lists_are_complete_a_page_at_a_time(api: Api, projects: Projects)
         pages += 1
         assert page["total"] >= len(ids)
         seen += [row["project_id"] for row in page["projects"]]
+        # Amounts leave as decimal strings to the cent, like every amount (not as floats).
+        assert all(
+            r["contract_usd"] is None or re.fullmatch(r"\d+\.\d{2}", r["contract_usd"]) for r in page["projects"]
+        )
         if (token := page["next_page_token"]) is None:
             break
     assert set(ids) <= set(seen) and len(seen) == len(set(seen)) == page["total"]
@@ -507,7 +515,8 @@ async def test_no_worker_means_a_bounded_answer_naming_the_task_queue(
     with pytest.raises(UserError) as caught:
         await stranded.decide("ke-no-worker", Cancel(decision_id="c-1", reason="r", by="PMO"), OPERATOR)
     assert caught.value.kind == "unavailable"
-    assert f"no worker polls task queue {idle.task_queue}" in str(caught.value) and "was not sent" in str(caught.value)
+    assert f"no worker polled task queue {idle.task_queue} within 2 s" in str(caught.value)
+    assert "was not sent" in str(caught.value)
     app = create_app(idle, client=temporal_env.client)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         unread = await Api(http, api.edge).call(AUDITOR, "GET", "/projects/ke-no-worker")
