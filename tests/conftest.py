@@ -29,6 +29,7 @@ from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
 from tests.support import Services, WorkerProcesses, local_temporal
+from tests.support.servers import SERVER_STARTUP
 from workflows import visibility
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,9 @@ async def time_skipping_env() -> WorkflowEnvironment:
     """A fresh time-skipping server with the project's search attributes (one workflow left running there
     stops time skipping for every other, so each test gets its own)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter,
+        test_server_startup_timeout=SERVER_STARTUP,
     )
     kinds = {
         "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,

