@@ -396,7 +396,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             response_model=Receipt,
             responses=ERRORS,
             summary=summary,
-            description="The receipt gives the project's stage and status sequence after the decision's effects. "
+            description="The receipt gives the stage and status sequence the decision left the project in; follow "
+            "its effects with GET /projects/{project_id}/progress. "
             "The same decision again (same Idempotency-Key, same body) returns the same receipt.",
             tags=["decisions"],
         )(decide)

@@ -2,7 +2,7 @@
 
 Decision ids are fixed per project and step, so running the demo again changes nothing.
 
-The driver acts on receipts (each says the project's stage and status sequence after the decision's effects) and,
+The driver acts on receipts (each says the stage and status sequence the decision left the project in) and,
 where the next step waits for the project itself (screening to finish, a stage to be reached), on the workflow's
 `await_progress` Update. It never polls the status: every query makes a worker replay the project.
 """
@@ -217,10 +217,11 @@ class Driver:
         """Reports the milestone once the project can take it (for final acceptance: after the warranty)."""
         await self.reach(Stage.delivery, Stage.warranty)
         milestone = next(m for m in self.proposal.milestones if m.id == milestone_id)
-        if milestone.kind is MilestoneKind.final_acceptance and (
-            self.timetable is None or self.timetable.warranty_months
-        ):
-            await self.wait(lambda s: s.warranty_over_at is not None)
+        if milestone.kind is MilestoneKind.final_acceptance:
+            if self.timetable is None or self.timetable.warranty_months:
+                await self.wait(lambda s: s.warranty_over_at is not None)
+            else:
+                await self.where()  # the provisional acceptance paid and a warranty of 0 months over
         await self.report_milestone(milestone_id)
 
 

@@ -57,7 +57,7 @@ from schemas.money import Money
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, ReviewStatus
 from schemas.timetable import ProjectInput, Timetable
-from workflows import catalogue, remit, visibility
+from workflows import basis, catalogue, remit, visibility
 from workflows.project import ProjectWorkflow, workflow_id
 from workflows.refusals import has_ended
 from workflows.remit import Action
@@ -249,9 +249,9 @@ class Projects:
         self, project_id: str, decision: Decision, actor: Identity | None = None, wait: float | None = None
     ) -> Receipt:
         """Sends the decision to the project as `actor` (attested by this edge) and returns its receipt (the stage
-        and sequence after its effects). Its decision id is its idempotency key: the same decision again returns the
-        first receipt; another decision under a used id, or the id reused for another project, is refused
-        (key_reused) and changes nothing. With no worker to take it, it returns within `wait` seconds (default
+        and sequence the decision left the project in). Its decision id is its idempotency key: the same decision
+        again returns the first receipt; another decision under a used id, or the id reused for another project, is
+        refused (key_reused) and changes nothing. With no worker to take it, it returns within `wait` seconds (default
         `decision_wait_seconds`) with an `unavailable` error naming the task queue."""
         kind = catalogue.kind_of(decision)
         self._permit(actor, kind.action, kind.institution_of(decision))
@@ -282,15 +282,30 @@ class Projects:
         seconds = wait if wait is not None else self.settings.decision_wait_seconds
         await self._check_workers(project_id, decision, seconds)
         handle = self._handle(project_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        pause = 0.05
         try:
-            receipt: Receipt = await handle.execute_update(
-                kind.update,
-                decision,
-                id=update_id(decision),
-                result_type=Receipt,
-                rpc_timeout=timedelta(seconds=seconds),
-            )
-            return receipt
+            while True:
+                try:
+                    receipt: Receipt = await handle.execute_update(
+                        kind.update,
+                        decision,
+                        id=update_id(decision),
+                        result_type=Receipt,
+                        rpc_timeout=timedelta(seconds=max(deadline - loop.time(), 1)),
+                    )
+                    return receipt
+                except WorkflowUpdateFailedError as err:
+                    # Based on a status the project has not reached yet (read through a query, ahead of the workflow
+                    # task): refused without a trace, so sent again until it gets there or the wait is over.
+                    cause = err.cause
+                    if not (isinstance(cause, ApplicationError) and cause.type == basis.NOT_REACHED):
+                        raise
+                    if loop.time() + pause > deadline:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
             raise UserError(
                 f"no worker on task queue {self.settings.task_queue} answered within {seconds:g} s, so decision "
@@ -305,7 +320,7 @@ class Projects:
         except RPCError as err:
             raise await self._explain_rpc(project_id, err) from err
 
-    async def _check_workers(self, project_id: str, decision: Decision, seconds: float) -> None:
+    async def _check_workers(self, project_id: str, decision: Decision | None, seconds: float) -> None:
         """Waits up to `seconds` for a worker to poll the task queue (one starting up, say), and refuses to send
         when none does (nothing was sent). Asked of the server at most every WORKERS_CHECK_SECONDS per process once
         a worker was seen, so a burst of decisions costs one call."""
@@ -332,10 +347,10 @@ class Projects:
             if loop.time() + WORKERS_RECHECK_SECONDS > deadline:
                 break
             await asyncio.sleep(WORKERS_RECHECK_SECONDS)
+        what = f"decision {decision.decision_id} was not sent to" if decision else "nothing was asked of"
         raise UserError(
-            f"no worker polled task queue {self.settings.task_queue} within {seconds:g} s, so decision "
-            f"{decision.decision_id} was not sent to project {project_id} and nothing changed: start a worker "
-            "(`alliance worker`) and send it again",
+            f"no worker polled task queue {self.settings.task_queue} within {seconds:g} s, so {what} project "
+            f"{project_id} and nothing changed: start a worker (`alliance worker`) and send it again",
             "unavailable",
         )
 
@@ -356,25 +371,25 @@ class Projects:
         return UserError(f"Temporal refused the request for project {project_id}: {err.message}", "unavailable")
 
     async def await_progress(self, project_id: str, wait: AwaitProgress, actor: Identity | None = None) -> Progress:
-        """Waits (up to `wait.timeout_seconds` of workflow time) for the project to reach `wait.min_sequence` or one
-        of `wait.stages` (or to end), through the workflow's `await_progress` Update: no status polling. An ended
-        project answers from its result."""
+        """Waits up to `wait.timeout_seconds` for the project to reach `wait.min_sequence` or one of `wait.stages`
+        (or to end), through the workflow's `await_progress` Update: no status polling. At the timeout it answers
+        where the project stands, `reached` false (one status read). An ended project answers from its result."""
         self._permit(actor, Action.read)
+        await self._check_workers(project_id, None, self.settings.decision_wait_seconds)
         handle = self._handle(project_id)
         try:
             progress: Progress = await handle.execute_update(
                 catalogue.AWAIT_PROGRESS,
                 wait,
                 result_type=Progress,
-                rpc_timeout=timedelta(seconds=wait.timeout_seconds + self.settings.decision_wait_seconds),
+                rpc_timeout=timedelta(seconds=wait.timeout_seconds),
             )
             return progress
-        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-            raise UserError(
-                f"project {project_id} did not answer within {wait.timeout_seconds:g} s: no worker on task queue "
-                f"{self.settings.task_queue} took it up",
-                "unavailable",
-            ) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            status = await self.status(project_id, actor)
+            return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=False)
+        except WorkflowUpdateFailedError as err:
+            raise refusal(err) from err
         except RPCError as err:
             if err.status is not RPCStatusCode.NOT_FOUND:
                 raise await self._explain_rpc(project_id, err) from err
@@ -643,6 +658,7 @@ def _inbox_after(token: str | None) -> tuple[datetime, str] | None:
 REFUSAL_KINDS = {
     "NotPermitted": "forbidden",
     "PreconditionFailed": "precondition_failed",
+    "BasisNotReached": "precondition_failed",
     "DecisionIdReused": "key_reused",
     "DecisionRefused": "refused",
 }

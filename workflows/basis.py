@@ -6,7 +6,9 @@ project changed what the decision is about: the same review, condition or milest
 that change nothing a decider relies on (reminders, instructions, other institutions' reviews) do not count, so
 three banks deciding at once on the same status do not refuse each other.
 
-A basis the project has not reached yet is waited for by the workflow (bounded) before these rules are applied.
+A basis the project has not reached yet (a status read through a query can be ahead of the workflow task that takes
+the decision) is refused as `BasisNotReached`, changing nothing; the edge sends the decision again within its bounded
+wait.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from schemas.status import EventRef, ProjectStatus
 from workflows.refusals import PreconditionFailed
 
 PROJECT = "project"
+# The refusal type of a basis not reached yet (the edge sends the decision again; not a conflict).
+NOT_REACHED = "BasisNotReached"
 _REVIEW_EVENTS = (
     ev.ReviewOpened,
     ev.InformationRequested,
@@ -98,8 +102,11 @@ def check(status: ProjectStatus, decision: Decision) -> None:
     )
 
 
-def not_reached(status: ProjectStatus, decision: Decision, waited_seconds: float) -> PreconditionFailed:
+def not_reached(status: ProjectStatus, decision: Decision) -> PreconditionFailed:
+    """The refusal of a decision based on a status the project has not reached yet: nothing changed, and the same
+    decision sent again once the project got there is taken (the edge sends it again within its bounded wait)."""
     return PreconditionFailed(
         f"project {status.project_id} is at sequence {status.sequence}; this decision was based on sequence "
-        f"{decision.based_on_sequence}, which it did not reach within {waited_seconds:g} s"
+        f"{decision.based_on_sequence}, which it has not reached yet",
+        kind=NOT_REACHED,
     )

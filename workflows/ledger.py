@@ -26,7 +26,8 @@ class Ledger:
         if previous[0] != remit.decision_digest(decision):
             raise Refused(
                 f"decision id {decision.decision_id} was already used for a different decision "
-                f"({previous[1].message}); a new decision needs a new id"
+                f"({previous[1].message}); a new decision needs a new id",
+                kind="DecisionIdReused",
             )
         return True
 

@@ -19,7 +19,6 @@ run starts from `ProjectInput.continued` and carries on waiting for the same mil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -92,11 +91,10 @@ PUBLISH_BATCH = 100
 # After a permanent publishing error (the broker can never take the record as it is), try again this much later:
 # an operator can fix the broker's limits meanwhile; the event is never dropped.
 BLOCKED_PUBLISH_RETRY = timedelta(minutes=10)
-# How long a decision based on a status the project has not reached yet waits for it.
-BASIS_WAIT = timedelta(seconds=30)
+# Open `await_progress` waits one project takes at a time (each holds an Update handler until it answers).
+MAX_PROGRESS_WAITS = 100
 # Patch ids (see the README's rule for changing workflow code).
 MILESTONE_REMINDERS = "milestone-reminders"
-RECEIPTS_AFTER_EFFECTS = "receipts-after-effects"
 INSTRUCTIONS_AFTER_EVENTS = "instructions-after-events"
 COVER_RELEASED_AFTER_CLOSING = "cover-released-after-closing"
 
@@ -150,6 +148,8 @@ class ProjectWorkflow:
         # receipt is written once the main coroutine is back waiting, i.e. after the decision's effects.
         self._waiting: Callable[[], bool] | None = None
         self._finished = False
+        self._closing = False  # continuing as new: progress waits answer now, the next run takes new ones
+        self._progress_waits = 0
         if start.continued is not None:
             # A run that continues an earlier one: same project, same event numbering, same decisions remembered.
             self._status = start.continued.status.model_copy(deep=True)
@@ -437,8 +437,10 @@ class ProjectWorkflow:
         for) the decision's rules."""
         kind = catalogue.kind_of(decision)
         self._check_actor(decision, kind.action, kind.institution_of(decision))
-        if self._ledger.is_repeat(decision) or not basis.reached(self._status, decision):
+        if self._ledger.is_repeat(decision):
             return
+        if not basis.reached(self._status, decision):
+            raise basis.not_reached(self._status, decision)
         self._judge(decision, check)
 
     def _judge(self, decision: D, check: Check[D]) -> None:
@@ -456,15 +458,20 @@ class ProjectWorkflow:
         before: Callable[[], Awaitable[None]] | None = None,
         after: Callable[[], None] | None = None,
     ) -> Receipt:
-        """Every Update handler: applies the decision in one synchronous step (the single writer of its changes),
-        then answers with a receipt that shows the project once the decision's effects are done."""
+        """Every Update handler: applies the decision in one synchronous step (the single writer of its changes) and
+        answers in that same step, with a receipt that shows the stage and sequence the decision left the project in.
+
+        Nothing is awaited after the decision is applied: a handler that answered later (after the decision's
+        effects) would answer before or after the outbox publisher's next command depending on how the SDK groups
+        an Update with the activity result before it, which differs between the worker that takes the task and any
+        later replay (a nondeterminism error; seen with receipts that waited). Clients follow the effects with
+        `await_progress`. Likewise no timer is started before it: the validator refuses a basis not reached yet
+        (the edge sends again), and the wait here only happens in a replay that applies the Update ahead of the
+        events its validator had seen."""
         if (receipt := self._ledger.repeat(decision)) is not None:
             return receipt
         if not basis.reached(self._status, decision):
-            try:
-                await workflow.wait_condition(lambda: basis.reached(self._status, decision), timeout=BASIS_WAIT)
-            except TimeoutError:
-                raise basis.not_reached(self._status, decision, BASIS_WAIT.total_seconds()) from None
+            await workflow.wait_condition(lambda: basis.reached(self._status, decision))
         if before is not None:
             await before()
             if (receipt := self._ledger.repeat(decision)) is not None:
@@ -476,15 +483,14 @@ class ProjectWorkflow:
         sequence = self._emit(change.event, **change.fields)
         if after is not None:
             after()
-        receipt = self._ledger.remember(
-            decision, Receipt(decision_id=decision.decision_id, message=change.message, event_sequence=sequence)
+        receipt = Receipt(
+            decision_id=decision.decision_id,
+            message=change.message,
+            event_sequence=sequence,
+            stage=self._status.stage,
+            sequence=self._status.sequence,
         )
-        if workflow.patched(RECEIPTS_AFTER_EFFECTS):
-            await workflow.wait_condition(self._parked)
-            receipt = self._ledger.remember(
-                decision, receipt.model_copy(update={"stage": self._status.stage, "sequence": self._status.sequence})
-            )
-        return receipt
+        return self._ledger.remember(decision, receipt)
 
     # ------------------------------------------------------------------ effectiveness
 
@@ -579,10 +585,10 @@ class ProjectWorkflow:
     async def _continue_as_new(self, done: Callable[[], bool]) -> None:
         """Continues as new once every event is published and no decision is being handled; returns (and the
         project goes on in this run) if the milestone was completed or the project cancelled in the meantime."""
-        # Decisions being handled must finish before the run ends: their receipts must not wait for this coroutine.
-        self._waiting = lambda: False
+        # Progress waits answer now (`reached` False): the next run takes them again.
+        self._closing = True
         await workflow.wait_condition(lambda: not self._outbox and workflow.all_handlers_finished())
-        self._waiting = None
+        self._closing = False
         if done():
             return
         workflow.logger.info(
@@ -715,21 +721,37 @@ class ProjectWorkflow:
     @workflow.update
     async def await_progress(self, wait: AwaitProgress) -> Progress:
         """Returns once the project has reached `min_sequence` or one of `stages` (or a final stage) and finished
-        reacting to it, or when `timeout_seconds` of workflow time have passed (`reached` is then False)."""
+        reacting to it (`reached`), or when the run is about to continue as new (`reached` False: ask again).
 
-        def arrived() -> bool:
-            status = self._status
-            return (
-                (wait.min_sequence is not None and status.sequence >= wait.min_sequence)
-                or status.stage in wait.stages
-                or status.stage.is_final
-            ) and self._parked()
-
-        if not arrived():
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(arrived, timeout=timedelta(seconds=wait.timeout_seconds))
+        It changes nothing and starts no timer, so however the SDK groups it with other events it makes the same
+        commands (none but its answer): the caller bounds the wait (`timeout_seconds`, at the edge)."""
+        if wait.min_sequence is None and not wait.stages:
+            wait = wait.model_copy(update={"min_sequence": 0})
+        self._progress_waits += 1
+        try:
+            await workflow.wait_condition(lambda: self._progressed(wait) or self._closing)
+        finally:
+            self._progress_waits -= 1
         status = self._status
-        return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=arrived())
+        return Progress(
+            stage=status.stage, sequence=status.sequence, details=status.details, reached=self._progressed(wait)
+        )
+
+    @await_progress.validator
+    def _validate_await_progress(self, wait: AwaitProgress) -> None:
+        if self._progress_waits >= MAX_PROGRESS_WAITS:
+            raise Refused(
+                f"{MAX_PROGRESS_WAITS} waits for project {self._proposal.project_id}'s progress are open already; "
+                "try again when one has returned"
+            )
+
+    def _progressed(self, wait: AwaitProgress) -> bool:
+        status = self._status
+        return (
+            (wait.min_sequence is not None and status.sequence >= wait.min_sequence)
+            or status.stage in wait.stages
+            or status.stage.is_final
+        ) and self._parked()
 
     # ------------------------------------------------------------------ events, stages, receipts
 

@@ -30,8 +30,8 @@ class PreconditionFailed(Refused):
     """The decision was based on a status (`based_on_sequence`) that no longer holds: something it depends on changed
     since, or the project did not reach that status in time. Re-read the status and decide again (HTTP 412)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, kind="PreconditionFailed")
+    def __init__(self, message: str, kind: str = "PreconditionFailed") -> None:
+        super().__init__(message, kind=kind)
 
 
 def has_ended(project_id: str, stage: Stage) -> Refused:

@@ -4,9 +4,8 @@ Run with `make histories` after a deliberate workflow change (with its `workflow
 files under `current/`. Histories of earlier code stay in their own folders, each from before a patch:
 `before-access-control/` (decisions without attestations), `before-reviews-open-together/`
 (`reviews-open-before-their-clocks`), `before-milestone-reminders/` (`milestone-reminders`),
-`before-receipts-after-effects/` (`receipts-after-effects`, `instructions-after-events`,
-`cover-released-after-closing`): replaying them against new code is what catches a change that would break
-projects already running.
+`before-instructions-after-events/` (`instructions-after-events`, `cover-released-after-closing`):
+replaying them against new code is what catches a change that would break projects already running.
 
 `current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
 a time-skipping server: a milestone a year late, reminded weekly, with a history limit of 200 events.

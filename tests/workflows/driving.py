@@ -23,7 +23,6 @@ from schemas.decisions import (
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, Stage
 from schemas.timetable import Timetable
-from workflows.project import ProjectWorkflow, workflow_id
 
 
 @dataclass
@@ -48,9 +47,8 @@ class ProjectDriver:
 
     async def progress(self, *stages: Stage) -> Progress:
         """Waits for one of `stages` (none: until the project has nothing left to do but wait for people)."""
-        handle = self.projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(self.pid))
-        wait = AwaitProgress(stages=list(stages), min_sequence=None if stages else 0, timeout_seconds=30)
-        progress = await handle.execute_update(ProjectWorkflow.await_progress, wait)
+        wait = AwaitProgress(stages=list(stages), min_sequence=None if stages else 0, timeout_seconds=60)
+        progress = await self.projects.await_progress(self.pid, wait)
         assert progress.reached, progress
         return progress
 

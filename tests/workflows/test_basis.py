@@ -228,14 +228,14 @@ def test_a_basis_the_project_has_not_reached_yet_is_not_judged() -> None:
     basis.check(status, decision)
 
 
-def test_a_basis_not_reached_in_time_is_refused_naming_both_sequences() -> None:
+def test_a_basis_not_reached_yet_is_refused_naming_both_sequences_for_the_edge_to_send_again() -> None:
     status = in_financing(proposal())
     decision = approval(Institution.cdb, CDB_ASKED, based_on=12)
-    failed = basis.not_reached(status, decision, 30.0)
-    assert failed.type == "PreconditionFailed" and failed.non_retryable
+    failed = basis.not_reached(status, decision)
+    assert failed.type == basis.NOT_REACHED == "BasisNotReached" and failed.non_retryable
     assert failed.message == (
-        "project zm-lusaka-smart-city-2 is at sequence 5; this decision was based on sequence 12, which it did not "
-        "reach within 30 s"
+        "project zm-lusaka-smart-city-2 is at sequence 5; this decision was based on sequence 12, which it has not "
+        "reached yet"
     )
 
 

@@ -33,7 +33,7 @@ def refusal_of(ledger: Ledger, decision: Approve | Reject) -> str:
         try:
             ask(decision)
         except Refused as refusal:
-            assert refusal.type == "DecisionRefused" and refusal.non_retryable
+            assert refusal.type == "DecisionIdReused" and refusal.non_retryable
             messages.append(refusal.message)
         else:
             raise AssertionError(f"{ask.__name__} accepted {decision}")

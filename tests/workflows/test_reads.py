@@ -14,10 +14,10 @@ from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION
 from alliance.projects import Projects, UserError
 from schemas.decisions import Approve, AwaitProgress, Institution, Reject
 from schemas.status import Stage
-from tests.support import example
+from tests.support import example, finished
 from tests.workflows.driving import ProjectDriver
 from workflows.limits import MAX_DECISION_BYTES
-from workflows.project import ProjectWorkflow, workflow_id
+from workflows.project import workflow_id
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,19 +33,22 @@ async def in_financing(projects: Projects) -> ProjectDriver:
     return d
 
 
-async def test_the_last_approvals_receipt_shows_financing_closed_and_effectiveness(projects: Projects) -> None:
+async def test_receipts_say_where_the_decision_left_the_project_and_progress_follows_its_effects(
+    projects: Projects,
+) -> None:
     d = await in_financing(projects)
     first = await d.approve(Institution.sinosure)
     assert first.stage is Stage.financing and first.sequence == first.event_sequence
     await d.approve(Institution.exim)
     last = await d.approve(Institution.cdb)
-    # The receipt waited for what the approval set off: reviews closed, package closed, conditions set.
-    assert last.stage is Stage.effectiveness
-    assert last.sequence is not None and last.sequence > last.event_sequence
+    assert last.stage is Stage.financing and last.sequence == last.event_sequence
+    # What the last approval set off (reviews closed, package closed, conditions set) is followed without polling.
+    progress = await d.progress(Stage.effectiveness)
+    assert progress.sequence > last.sequence
     status = await d.status()
-    assert status.sequence == last.sequence
-    assert status.events[last.sequence - 1].type.endswith("financing_closed")
-    assert status.conditions, "effectiveness had begun when the receipt came back"
+    assert status.sequence == progress.sequence
+    assert any(e.type.endswith("financing_closed") for e in status.events[last.sequence :])
+    assert status.conditions, "effectiveness had begun when the progress came back"
 
 
 async def test_a_decision_based_on_an_overtaken_status_is_refused_and_names_the_change(projects: Projects) -> None:
@@ -92,11 +95,11 @@ async def test_a_decision_based_on_a_status_not_reached_yet_waits_for_it(project
 
 async def test_await_progress_returns_at_its_timeout_without_the_progress(projects: Projects) -> None:
     d = await in_financing(projects)
-    handle = projects.client.get_workflow_handle_for(ProjectWorkflow.run, workflow_id(d.pid))
-    progress = await handle.execute_update(
-        ProjectWorkflow.await_progress, AwaitProgress(stages=[Stage.delivery], timeout_seconds=0.5)
-    )
+    progress = await projects.await_progress(d.pid, AwaitProgress(stages=[Stage.delivery], timeout_seconds=0.5))
     assert not progress.reached and progress.stage is Stage.financing
+    # The wait left behind answers once the project ends, so the run can end.
+    await d.cancel()
+    assert (await finished(projects, d.pid)).stage is Stage.cancelled
 
 
 async def test_an_approval_too_large_to_publish_is_refused_and_changes_nothing(projects: Projects) -> None:

@@ -31,7 +31,7 @@ RELEASES = [
     "before-access-control",
     "before-reviews-open-together",
     "before-milestone-reminders",
-    "before-receipts-after-effects",
+    "before-instructions-after-events",
     "current",
 ]
 
