@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from alliance import cli
+from alliance.cli import render
 from alliance.demo import CONTRACTOR
 from alliance.event_feed import project_events
 from alliance.projects import Projects, UserError
@@ -89,12 +89,12 @@ async def test_a_year_late_milestone_is_reminded_weekly_across_runs_and_the_proj
     assert [r.reminder for r in reminders] == list(range(1, LATE // EVERY + 1))
     assert {r.milestone_id for r in reminders} == {"procurement"}
     assert [p.milestone_id for p in status.disbursements] == ["survey"]
-    width, cli.out.width = cli.out.width, 200
+    width, render.out.width = render.out.width, 200
     try:
-        with cli.out.capture() as shown:
-            cli._print_status(status)
+        with render.out.capture() as shown:
+            render.status(status)
     finally:
-        cli.out.width = width
+        render.out.width = width
     assert f"{LATE // EVERY} reminder(s)" in shown.get(), shown.get()
     # A decision taken in the first run, sent again, returns its first receipt and changes nothing.
     assert await projects.decide(proposal.project_id, late.survey, CONTRACTOR) == late.receipt
