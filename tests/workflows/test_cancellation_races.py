@@ -72,6 +72,7 @@ async def before_final(r: ProjectDriver) -> None:
     await delivery(r)
     for milestone in r.proposal.milestones[:-1]:
         await r.complete(milestone.id)
+    await r.progress()  # the provisional acceptance paid, and a warranty of 0 months over
 
 
 async def before_last_approval(r: ProjectDriver) -> None:
