@@ -156,7 +156,11 @@ async def one_run(projects: Projects, race: str, delay: float) -> str:
         assert status.stage is Stage.cancelled, (race, delay, status.stage, status.details)
         assert cancelled.stage is Stage.cancelled, cancelled
         assert cancelled.sequence is not None and cancelled.sequence >= cancelled.event_sequence
-        winner = "cancel"
+        # Where the cancellation landed: before the racing decision was applied, or after it (during its effects).
+        if isinstance(other, Receipt):
+            winner = "cancel after it" if other.event_sequence < cancelled.event_sequence else "cancel before it"
+        else:
+            winner = "cancel, it refused" if isinstance(other, UserError) else "cancel"
     else:
         assert "has ended" in str(cancelled), (race, delay, cancelled)
         assert status.stage.is_final and status.stage is not Stage.cancelled, (race, delay, status.stage)
