@@ -37,7 +37,7 @@ from alliance.connections import kafka_options
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from alliance.worker import WORKFLOW_CACHE, project_worker
+from alliance.worker import WORKFLOW_CACHE, WORKFLOW_TASK_SLOTS, project_worker
 from bench.bare import BareChild, BareProject, Shape, noop
 from bench.driver import LeanDriver, Timings
 from bench.proposals import smart_homes
@@ -126,6 +126,12 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
         await tail
     lags = [(seen[k] - t) * 1000 for k, t in timings.sent.items() if k in seen]
     trips = [t * 1000 for t in timings.round_trips]
+    print(
+        f"      product, cache {cache}: {n} projects in {product_s:.0f} s, {len(trips)} decisions, round trip "
+        f"p50 {statistics.median(trips):.0f} / p99 {pct(trips, 0.99):.0f} ms, decision→event "
+        f"p50 {statistics.median(lags):.0f} / p99 {pct(lags, 0.99):.0f} ms (the bare baseline runs next)",
+        flush=True,
+    )
 
     shape = await shape_of(client, ids[0])
     bare_queue = f"bench-bare-{run}"
@@ -136,6 +142,8 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
         workflows=[BareProject, BareChild],
         activities=[noop],
         max_cached_workflows=cache,
+        max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,  # as the product's worker
+        max_concurrent_workflow_task_polls=min(WORKFLOW_TASK_SLOTS, 5),
     )
     async with bare_worker:
         gate = asyncio.Semaphore(at_once)
