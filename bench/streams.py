@@ -205,11 +205,13 @@ async def main(projects: int, bootstrap: str, rate: float) -> None:
         stamps = sorted(times.values())
         worker_rate = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000) if len(stamps) > 1 else 0.0
         rebuild = stamps[-1] / 1000 - started
+        print(f"plain {plain:,.0f}/s, parse + fold {folding:,.0f}/s, stream worker {worker_rate:,.0f}/s", flush=True)
+        print(f"rebuild: {len(burst):,} events fed after {rebuild:.1f} s", flush=True)
         await publish(settings, paced, rate=rate)
         all_feed = await feed_times(settings, len(burst) + len(paced))
         published = await source_times(settings)
         lags = sorted(all_feed[e.id] - published[e.id] for e in paced if e.id in all_feed)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=120) as http:
             portfolio = (await http.get(f"http://127.0.0.1:{settings.streams_web_port}/portfolio/country/")).json()
     finally:
         worker.terminate()

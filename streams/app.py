@@ -199,8 +199,12 @@ def create_app(settings: Settings) -> StreamApp:
     published: dict[str, bytes] = {}
 
     def stored_view(project: str) -> ProjectView | None:
+        """The view in the table: the object this worker folded last (changed in place by the next fold), or, after
+        faust recovered the partition from the changelog, its JSON form read into a new object."""
         stored = views.data.get(project)
-        return ProjectView.model_validate(stored) if stored else None
+        if stored is None or isinstance(stored, ProjectView):
+            return stored
+        return ProjectView.model_validate(stored)
 
     def stored_progress(partition: int) -> int | None:
         done = progress.data.get(str(partition))
@@ -220,9 +224,8 @@ def create_app(settings: Settings) -> StreamApp:
         checkpoint in the changelog always follows the effects of the records it covers."""
         sent = []
         for project, (partition, view) in out.views.items():
-            body = view.model_dump(mode="json")
-            views.data[project] = body
-            sent.append(await send(views_changelog, _dumps(project), _dumps(body), partition))
+            views.data[project] = view
+            sent.append(await send(views_changelog, _dumps(project), _json(view), partition))
         for event in out.feed:
             sent.append(await send(feed.get_topic_name(), event.subject.encode(), _json(event)))
         for alert in out.alerts:

@@ -155,9 +155,10 @@ class BatchFold:
         else:
             stored = self._stored_view(event.subject)  # a fresh object, read from the table: changed in place
             view = stored if stored else ProjectView(project_id=event.subject, run=None)
+        run = view.run
         folded = fold_into(view, event)
-        if folded.duplicate and held is None:
-            return
+        if folded.duplicate and held is None and view.run == run:
+            return  # nothing changed
         self.out.views[event.subject] = (partition, view)
         self.out.feed += folded.applied
         if folded.gap is not None:

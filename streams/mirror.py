@@ -16,7 +16,6 @@ mirror does not go back.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -118,7 +117,7 @@ class ViewMirror:
         if record.key is None or record.value is None:
             return
         try:
-            view = ProjectView.model_validate(json.loads(record.value))
+            view = ProjectView.model_validate_json(record.value)
         except (ValueError, ValidationError):
             self.unreadable += 1
             return
