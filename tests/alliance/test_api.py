@@ -442,7 +442,9 @@ async def test_a_decision_based_on_a_status_that_changed_is_refused_412(api: Api
         f"/projects/{project}/approvals", json=approval, headers=headers | {"If-Match": current}
     )
     assert accepted.status_code == 200, accepted.text
-    assert accepted.json()["stage"] == "effectiveness"
+    # The receipt says where the approval left the project; its effects (the package closing) follow.
+    assert accepted.json()["stage"] == "financing"
+    assert accepted.json()["sequence"] == accepted.json()["event_sequence"] == int(current.strip('"')) + 1
 
 
 async def test_lists_are_complete_a_page_at_a_time(api: Api, projects: Projects) -> None:

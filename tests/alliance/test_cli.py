@@ -47,7 +47,7 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     )
     assert approved.code == 0, approved.err
     assert "China Exim approved CNY 1,300,000,000.00" in approved.out
-    assert "decision id d-1; now effectiveness at sequence" in approved.out
+    assert "decision id d-1; now financing at sequence" in approved.out
     again = await cli(
         settings, *approve, "--approve", "CNY 1,300,000,000", "--rate", "2", "--decision-id", "d-1", as_=EXIM_OFFICER
     )

@@ -19,7 +19,7 @@ from tests.workflows.driving import ProjectDriver
 from workflows.limits import MAX_DECISION_BYTES
 from workflows.project import workflow_id
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(600)
 
 
 def driver(projects: Projects, name: str = "et-cloud-finance") -> ProjectDriver:
@@ -154,6 +154,7 @@ async def test_an_instruction_goes_out_only_after_every_event_before_it(projects
     for milestone in d.proposal.milestones[:3]:
         await d.complete(milestone.id)
     await d.cancel()
+    await finished(projects, d.pid)
     history = await projects.client.get_workflow_handle(workflow_id(d.pid)).fetch_history()
     outstanding = publishes_outstanding_at_each_instruction(history)
     assert len(outstanding) == 3 * 2 + 2, outstanding  # two tranches paid per milestone, then both released
