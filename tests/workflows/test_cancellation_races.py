@@ -11,7 +11,7 @@ Whatever wins, every run must be consistent:
   are exactly the amounts the status shows;
 - no workflow task failed, and Kafka holds the status history.
 
-ALLIANCE_RACE_RUNS sets the runs per race (default 16, one per 10 ms step; the issue's loop is 100).
+ALLIANCE_RACE_RUNS sets the runs per race (default 8 in the suite; the loops reported in the notes ran 15 and more).
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ from tests.support import assert_kafka_matches_history, example, finished
 from tests.workflows.driving import ProjectDriver
 from workflows.project import workflow_id
 
-RUNS = int(os.environ.get("ALLIANCE_RACE_RUNS", "16"))
+RUNS = int(os.environ.get("ALLIANCE_RACE_RUNS", "8"))
 AT_ONCE = 4
-pytestmark = pytest.mark.timeout(120 + RUNS * 12)
+# A run of the longest race drives a whole project (about twenty decisions) on a worker that replays every task.
+pytestmark = pytest.mark.timeout(300 + RUNS * 60)
 
 
 # ------------------------------------------------------------------ the races: set-up, then the racing step
