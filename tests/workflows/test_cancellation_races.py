@@ -11,7 +11,8 @@ Whatever wins, every run must be consistent:
   are exactly the amounts the status shows;
 - no workflow task failed, and Kafka holds the status history.
 
-ALLIANCE_RACE_RUNS sets the runs per race (default 8 in the suite; the loops reported in the notes ran 15 and more).
+ALLIANCE_RACE_RUNS sets the runs per race (3 in the suite, to keep CI within its time; the loops reported in the notes
+ran 15 and more).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from tests.support import assert_kafka_matches_history, example, finished
 from tests.workflows.driving import ProjectDriver
 from workflows.project import workflow_id
 
-RUNS = int(os.environ.get("ALLIANCE_RACE_RUNS", "8"))
+RUNS = int(os.environ.get("ALLIANCE_RACE_RUNS", "3"))
 AT_ONCE = 4
 # A run of the longest race drives a whole project (about twenty decisions) on a worker that replays every task.
 pytestmark = pytest.mark.timeout(300 + RUNS * 60)
@@ -221,7 +222,8 @@ async def step_alone(projects: Projects, race: str) -> float:
 @pytest.mark.parametrize("race", sorted(RACES))
 async def test_a_cancellation_racing_any_step_ends_as_its_answer_said(projects: Projects, race: str) -> None:
     # Measured with as many projects at once as the race runs: the window is where the runs will find it.
-    span = max(0.150, 1.5 * max(await asyncio.gather(*(step_alone(projects, race) for _ in range(AT_ONCE)))))
+    alone = await asyncio.gather(*(step_alone(projects, race) for _ in range(min(AT_ONCE, RUNS))))
+    span = max(0.150, 1.5 * max(alone))
     delays = [span * i / max(RUNS - 1, 1) for i in range(RUNS)]
     outcomes: dict[str, int] = defaultdict(int)
     for start in range(0, RUNS, AT_ONCE):
