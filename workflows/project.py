@@ -144,8 +144,8 @@ class ProjectWorkflow:
         self._reviews: dict[Institution, workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]] = {}
         self._continue_after = start.continue_as_new_after_events
         self._run = 1
-        # What the main coroutine waits for while it waits for people (None while it is busy): a decision's
-        # receipt is written once the main coroutine is back waiting, i.e. after the decision's effects.
+        # What the main coroutine waits for while it waits for people (None while it is busy): `await_progress`
+        # answers once the main coroutine is back waiting, i.e. after what a decision set off.
         self._waiting: Callable[[], bool] | None = None
         self._finished = False
         self._closing = False  # continuing as new: progress waits answer now, the next run takes new ones
@@ -832,7 +832,7 @@ class ProjectWorkflow:
     ) -> bool:
         """Waits for decisions until `condition` holds, or until `deadline` (a durable timer; `direct=False` keeps
         the older `wait_until` for the waits that used it, so running projects replay). Meanwhile the project is
-        parked: a decision's receipt is written once its effects are done. Returns whether `condition` holds."""
+        parked: `await_progress` answers only then. Returns whether `condition` holds."""
         self._waiting = condition
         try:
             if deadline is None:
