@@ -15,12 +15,12 @@ import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from pydantic import BaseModel, Field, ValidationError
@@ -83,6 +83,22 @@ class UserError(Exception):
     def __init__(self, message: str, kind: str = "invalid") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, update: Awaitable[T]) -> T:
+    """Awaits an Update call for at most `seconds` in all, raising `WorkflowUpdateRPCTimeoutOrCancelledError` after.
+
+    `rpc_timeout` bounds each RPC, not the call: while an Update is not yet accepted or completed the server answers
+    a long poll before its deadline and the SDK asks again, so a wait longer than the server's long poll (about 20 s
+    on the dev server) would otherwise never end while the project does not answer."""
+    try:
+        async with asyncio.timeout(max(seconds, 0.001)):
+            return await update
+    except TimeoutError as err:
+        raise WorkflowUpdateRPCTimeoutOrCancelledError() from err
 
 
 def explain_validation(err: ValidationError, what: str) -> str:
@@ -288,12 +304,15 @@ class Projects:
         try:
             while True:
                 try:
-                    receipt: Receipt = await handle.execute_update(
-                        kind.update,
-                        decision,
-                        id=update_id(decision),
-                        result_type=Receipt,
-                        rpc_timeout=timedelta(seconds=max(deadline - loop.time(), 1)),
+                    receipt: Receipt = await within(
+                        deadline - loop.time(),
+                        handle.execute_update(
+                            kind.update,
+                            decision,
+                            id=update_id(decision),
+                            result_type=Receipt,
+                            rpc_timeout=timedelta(seconds=max(deadline - loop.time(), 1)),
+                        ),
                     )
                     return receipt
                 except WorkflowUpdateFailedError as err:
@@ -378,11 +397,14 @@ class Projects:
         await self._check_workers(project_id, None, self.settings.decision_wait_seconds)
         handle = self._handle(project_id)
         try:
-            progress: Progress = await handle.execute_update(
-                catalogue.AWAIT_PROGRESS,
-                wait,
-                result_type=Progress,
-                rpc_timeout=timedelta(seconds=wait.timeout_seconds),
+            progress: Progress = await within(
+                wait.timeout_seconds,
+                handle.execute_update(
+                    catalogue.AWAIT_PROGRESS,
+                    wait,
+                    result_type=Progress,
+                    rpc_timeout=timedelta(seconds=wait.timeout_seconds),
+                ),
             )
             return progress
         except WorkflowUpdateRPCTimeoutOrCancelledError:

@@ -1,8 +1,10 @@
 """Cancellation rules: who may end a project early, and what it gives back.
 
-A cancellation is accepted in any stage that is not final. Once accepted it wins over anything the project had
-not yet committed (reviews settling, a stage transition awaiting a child or an activity): the workflow re-checks
-`is_cancelled` after every await and never leaves a final stage (`ProjectWorkflow._enter`).
+A cancellation is accepted in any stage that is not final, until final acceptance is certified: from then on the
+project only pays what the certificate made due (the last payment and the retention) and completes. Once accepted
+a cancellation wins over anything the project had not yet committed (reviews settling, a stage transition awaiting a
+child or an activity): the workflow re-checks `is_cancelled` after every await and never leaves a final stage
+(`ProjectWorkflow._enter`). Milestones certified before it are paid all the same (`ProjectWorkflow._delivery`).
 """
 
 from __future__ import annotations
@@ -12,17 +14,25 @@ from datetime import datetime
 from schemas import events as ev
 from schemas.decisions import Cancel, Institution
 from schemas.money import Money
-from schemas.proposal import Proposal
+from schemas.proposal import MilestoneKind, Proposal
 from schemas.stage import Stage
 from schemas.status import ProjectStatus, ReviewStatus, Tranche
 from workflows.change import Change
 from workflows.delivery import undrawn
-from workflows.refusals import has_ended
+from workflows.refusals import Refused, has_ended
 
 
 def check_cancel(status: ProjectStatus, proposal: Proposal, request: Cancel) -> None:
+    """Raises `Refused` once the project has ended or its final acceptance is certified."""
     if status.stage.is_final:
         raise has_ended(status.project_id, status.stage)
+    final = next((m for m in status.milestones if m.kind is MilestoneKind.final_acceptance and m.completed_at), None)
+    if final is not None and final.completed_at is not None:
+        raise Refused(
+            f"project {status.project_id}'s final acceptance ({final.milestone_id}) was certified on "
+            f"{final.completed_at:%Y-%m-%d}: it completes once the last payment and the retention are out, and can no "
+            "longer be cancelled"
+        )
 
 
 def cancel(status: ProjectStatus, request: Cancel, who: str, now: datetime) -> Change:

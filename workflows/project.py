@@ -93,10 +93,19 @@ PUBLISH_BATCH = 100
 BLOCKED_PUBLISH_RETRY = timedelta(minutes=10)
 # Open `await_progress` waits one project takes at a time (each holds an Update handler until it answers).
 MAX_PROGRESS_WAITS = 100
-# Patch ids (see the README's rule for changing workflow code).
+# Patch ids (see the README's rule for changing workflow code); each has a committed history that records it.
+REVIEWS_OPEN_TOGETHER = "reviews-open-before-their-clocks"
 MILESTONE_REMINDERS = "milestone-reminders"
 INSTRUCTIONS_AFTER_EVENTS = "instructions-after-events"
 COVER_RELEASED_AFTER_CLOSING = "cover-released-after-closing"
+CERTIFIED_MILESTONES_PAID = "certified-milestones-paid-after-cancel"
+PATCHES = (
+    REVIEWS_OPEN_TOGETHER,
+    MILESTONE_REMINDERS,
+    INSTRUCTIONS_AFTER_EVENTS,
+    COVER_RELEASED_AFTER_CLOSING,
+    CERTIFIED_MILESTONES_PAID,
+)
 
 D = TypeVar("D", bound=Decision)
 E = TypeVar("E", bound=ev.EventData)
@@ -224,7 +233,7 @@ class ProjectWorkflow:
         reminder = deadline - timedelta(days=self._timetable.reminder_days_before)
         requests = financing.requests(self._proposal)
         watchers = []
-        if workflow.patched("reviews-open-before-their-clocks"):
+        if workflow.patched(REVIEWS_OPEN_TOGETHER):
             # Every review is open (and takes decisions) before its clock starts; a decision that arrives before
             # its child workflow exists waits for it in _close_review.
             for institution, requested in requests:
@@ -526,15 +535,20 @@ class ProjectWorkflow:
     async def _delivery(self, first: int = 0) -> None:
         for milestone in self._status.milestones[first:]:
             if self._cancelled:
-                return
-            if milestone.kind is MilestoneKind.final_acceptance and self._status.warranty_over_at is None:
-                await self._warranty()
-                if self._cancelled:
+                # A milestone certified before the cancellation is owed, even when the cancellation came while an
+                # earlier one was being paid (receipts answer at the decision, so a contractor can certify several
+                # and the project be cancelled before the first is paid); the commitments go back only after.
+                if milestone.completed_at is None or not workflow.patched(CERTIFIED_MILESTONES_PAID):
                     return
-            self._set_details(f"Delivery: waiting for '{milestone.title}' ({milestone.milestone_id})")
-            await self._await_milestone(milestone)
-            if milestone.completed_at is None:
-                return
+            else:
+                if milestone.kind is MilestoneKind.final_acceptance and self._status.warranty_over_at is None:
+                    await self._warranty()
+                    if self._cancelled:
+                        return
+                self._set_details(f"Delivery: waiting for '{milestone.title}' ({milestone.milestone_id})")
+                await self._await_milestone(milestone)
+                if milestone.completed_at is None:
+                    return
             # A certified milestone is owed even if a cancellation arrives while it is being paid.
             await self._disburse(milestone)
         if self._cancelled:

@@ -4,7 +4,8 @@ Run with `make histories` after a deliberate workflow change (with its `workflow
 files under `current/`. Histories of earlier code stay in their own folders, each from before a patch:
 `before-access-control/` (decisions without attestations), `before-reviews-open-together/`
 (`reviews-open-before-their-clocks`), `before-milestone-reminders/` (`milestone-reminders`),
-`before-instructions-after-events/` (`instructions-after-events`, `cover-released-after-closing`):
+`before-instructions-after-events/` (`instructions-after-events`, `cover-released-after-closing`),
+`before-certified-milestones-paid/` (`certified-milestones-paid-after-cancel`):
 replaying them against new code is what catches a change that would break projects already running.
 
 `current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
@@ -25,8 +26,11 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
+from schemas.decisions import Institution
+from schemas.status import Stage
 from tests.conftest import time_skipping_projects
 from tests.support import drive_late_delivery, example, finished, local_temporal, runs_of
+from tests.workflows.driving import ProjectDriver
 from workflows.project import workflow_id
 
 HERE = Path(__file__).parent
@@ -56,8 +60,10 @@ async def record() -> list[Path]:
                 signing_key_file=ROOT / ".state" / "test" / "keys" / "edge-ed25519.pem",
             )
             async with project_worker(temporal.client, settings):
-                for line in await run_demo(Projects(temporal.client, settings, Edge(settings))):
+                projects = Projects(temporal.client, settings, Edge(settings))
+                for line in await run_demo(projects):
                     print(line)
+                await record_cancelled_while_paying(projects)
                 written: list[Path] = []
                 async for execution in temporal.client.list_workflows():
                     history = await temporal.client.get_workflow_handle(execution.id).fetch_history()
@@ -69,6 +75,28 @@ async def record() -> list[Path]:
             return written
     finally:
         subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "stop", "kafka"], env=env)
+
+
+async def record_cancelled_while_paying(projects: Projects) -> None:
+    """Three milestones certified back to back, then a cancellation before the first is paid: the ones certified
+    are paid (`certified-milestones-paid-after-cancel`), then the commitments go back, Sinosure's cover with the
+    China Exim loan's undrawn part (`cover-released-after-closing`)."""
+    d = ProjectDriver(projects, example("et-cloud-finance", "et-cloud-finance-cancelled-while-paying"))
+    await d.start()
+    await d.progress(Stage.financing)
+    for institution in (Institution.sinosure, Institution.exim, Institution.cdb):
+        await d.approve(institution)
+    await d.progress(Stage.effectiveness)
+    for condition in (await d.status()).conditions:
+        await d.satisfy(condition.condition_id)
+    await d.progress(Stage.delivery)
+    for milestone in d.proposal.milestones[:3]:
+        await d.complete(milestone.id)
+    await d.cancel()
+    status = await finished(projects, d.pid)
+    paid = {payment.milestone_id for payment in status.disbursements}
+    if paid != {m.id for m in d.proposal.milestones[:3]}:
+        raise SystemExit(f"the cancellation did not come while milestones were being paid ({paid}): record again")
 
 
 async def record_continued(settings: Settings) -> list[Path]:

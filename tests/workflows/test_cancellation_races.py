@@ -93,6 +93,11 @@ async def nothing(r: ProjectDriver) -> None:
     return None
 
 
+async def two_milestones(r: ProjectDriver) -> Receipt:
+    await r.complete(r.proposal.milestones[0].id)
+    return await r.complete(r.proposal.milestones[1].id)
+
+
 async def last_condition(r: ProjectDriver) -> Receipt:
     return await r.satisfy((await r.status()).conditions[-1].condition_id)
 
@@ -116,6 +121,8 @@ RACES: dict[str, tuple[Callable[[ProjectDriver], Awaitable[None]], Callable[[Pro
     "last_condition": (before_last_condition, last_condition),
     # a milestone: disbursement instructions in flight
     "milestone": (delivery, lambda r: r.complete(r.proposal.milestones[0].id)),
+    # two milestones certified one after the other: the second while the first is being paid
+    "milestones": (delivery, two_milestones),
     # final acceptance: last payment, retention released, completed
     "final_acceptance": (before_final, lambda r: r.complete(r.proposal.milestones[-1].id)),
 }
@@ -164,9 +171,13 @@ async def one_run(projects: Projects, race: str, delay: float) -> str:
         else:
             winner = "cancel, it refused" if isinstance(other, UserError) else "cancel"
     else:
-        assert "has ended" in str(cancelled), (race, delay, cancelled)
+        assert "has ended" in str(cancelled) or "can no longer be cancelled" in str(cancelled), (race, cancelled)
         assert status.stage.is_final and status.stage is not Stage.cancelled, (race, delay, status.stage)
         winner = status.stage.value
+    # Every milestone certified is paid by every tranche, whenever the cancellation came.
+    certified = [m.milestone_id for m in status.milestones if m.completed_at is not None]
+    paid = [(d.milestone_id, d.institution) for d in status.disbursements]
+    assert paid == [(m, t.institution) for m in certified for t in status.tranches], (race, delay, certified, paid)
     # A receipt's event is in the history.
     if isinstance(other, Receipt):
         assert status.events[other.event_sequence - 1].event_id, other

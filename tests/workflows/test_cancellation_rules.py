@@ -21,6 +21,7 @@ from tests.workflows.states import (
     applied,
     approve,
     cancellation,
+    complete,
     enter,
     in_delivery,
     in_effectiveness,
@@ -60,6 +61,27 @@ def test_every_stage_that_is_not_final_takes_a_cancellation() -> None:
         status = build(p)
         assert status.stage is stage
         rules.check_cancel(status, p, cancellation())
+
+
+def test_a_project_whose_final_acceptance_is_certified_cannot_be_cancelled() -> None:
+    p = proposal()
+    status = in_warranty(p, over=True)
+    rules.check_cancel(status, p, cancellation())  # the warranty is over, final acceptance not yet certified
+    final = status.milestones[-1]
+    complete(status, p, final.milestone_id)
+    assert status.stage is Stage.warranty and final.completed_at is not None
+    message = refused(status, lambda: rules.check_cancel(status, p, cancellation()))
+    assert message == (
+        f"project zm-lusaka-smart-city-2's final acceptance ({final.milestone_id}) was certified on "
+        f"{final.completed_at:%Y-%m-%d}: it completes once the last payment and the retention are out, and can no "
+        "longer be cancelled"
+    )
+
+
+def test_certified_milestones_before_final_acceptance_do_not_stop_a_cancellation() -> None:
+    p = proposal()
+    status = in_delivery(p, completed=len(p.milestones) - 1)
+    rules.check_cancel(status, p, cancellation())
 
 
 @pytest.mark.parametrize("stage", list(IN_STAGE))

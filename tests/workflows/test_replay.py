@@ -1,6 +1,7 @@
 """Committed histories of every path replay against the current workflow code without non-determinism, and
 produce the very events (ids and sequence numbers) their first run published."""
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from temporalio.workflow import ActivityHandle
 
 from activities.messages import PUBLISH_STATUS_EVENTS
 from alliance.worker import WORKFLOWS
+from workflows import project as project_code
 
 ROOT = Path(__file__).parents[1] / "histories"
 HISTORIES = sorted(ROOT.rglob("*.json"))
@@ -32,6 +34,7 @@ RELEASES = [
     "before-reviews-open-together",
     "before-milestone-reminders",
     "before-instructions-after-events",
+    "before-certified-milestones-paid",
     "current",
 ]
 
@@ -63,6 +66,26 @@ def test_there_are_histories_of_a_project_that_continued_as_new() -> None:
     assert all('"continuedExecutionRunId"' in text for text in texts[1:])
     assert all("workflowExecutionContinuedAsNewEventAttributes" in text for text in texts[:-1])
     assert "workflowExecutionCompletedEventAttributes" in texts[-1]
+
+
+def patches_recorded(history: dict[str, Any]) -> set[str]:
+    """The patch ids a history's markers record (`workflow.patched` writes one marker per id, in a JSON payload)."""
+    ids = set()
+    for event in history["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and "patch-data" in marker.get("details", {}):
+            data = base64.b64decode(marker["details"]["patch-data"]["payloads"][0]["data"])
+            ids.add(json.loads(data)["id"])
+    return ids
+
+
+def test_every_patch_has_a_committed_history_that_takes_its_new_path() -> None:
+    source = (Path(__file__).parents[2] / "workflows" / "project.py").read_text()
+    used = set(re.findall(r"workflow\.patched\((\w+)\)", source))
+    assert used == {name for name, value in vars(project_code).items() if value in project_code.PATCHES}
+    assert 'workflow.patched("' not in source, "patch ids are the named constants in project_code.PATCHES"
+    recorded = set().union(*(patches_recorded(json.loads(p.read_text())) for p in (ROOT / "current").glob("*.json")))
+    assert set(project_code.PATCHES) <= recorded, set(project_code.PATCHES) - recorded
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
@@ -106,7 +129,7 @@ class CapturePublishedEvents(Interceptor):
 
 def published_in(history: WorkflowHistory) -> list[tuple[str, int]]:
     """(event id, sequence) of every status event the first run scheduled for publishing, read from the history."""
-    found = []
+    found: list[tuple[str, int]] = []
     for event in history.events:
         attributes = event.activity_task_scheduled_event_attributes
         if attributes.activity_type.name == PUBLISH_STATUS_EVENTS:
