@@ -27,14 +27,14 @@ log = structlog.get_logger(__name__)
 WORKFLOWS = [ProjectWorkflow, ReviewWorkflow]
 ROOT = Path(__file__).resolve().parents[1]
 
-# The workflow cache stays on (the SDK's 1000). Without it (max_cached_workflows=0) the query run-ahead of
-# temporalio 1.35.0's SDK core cannot strand a project (tests/faults/test_query_runahead.py), but every task then
-# replays its history, and a replay groups an Update with the activity result of a workflow task that made no commands
-# before it, where the worker that took the task did not: the generated command-line decisions of
-# tests/faults/test_bad_input.py then failed every task of their project with "Nondeterminism error: Activity machine
-# does not handle this event: SignalExternalWorkflowExecutionInitiated" (deterministically, in CI's derandomized
-# run), which the cache avoids. Neither setting is immune yet: see docs/performance.md ("Workflow cache").
-WORKFLOW_CACHE = 1000
+# No workflow cache (max_cached_workflows=0): every workflow task replays the project's history from the start, so
+# a query that ran workflow code ahead of the history (temporalio 1.35.0's core, "query run-ahead") leaves nothing
+# behind for the next task to trip on. With the SDK's cache of 1000, the race stranded 2 to 5 projects in 10
+# (tests/faults/test_query_runahead.py; 0 without a cache). A worker without a cache still hands the result of a
+# workflow task that made no commands to the next task together with an Update, where a replay hands it over alone;
+# the workflow gives every task that takes a publishing result a command (the `published_sequence` memo, patch
+# `published-sequence-in-memo`) so that cannot happen to it. The cost, replaying each task: docs/performance.md.
+WORKFLOW_CACHE = 0
 # Workflow tasks one worker takes at a time. Without a cache each one replays its history (about 1 ms of CPU per
 # event) on one Python thread, so a worker that took the SDK's default of 100 would hold tasks it cannot start for
 # longer than the 10 s workflow task timeout: they time out and come back, and a decision sent meanwhile is refused

@@ -99,13 +99,17 @@ MILESTONE_REMINDERS = "milestone-reminders"
 INSTRUCTIONS_AFTER_EVENTS = "instructions-after-events"
 COVER_RELEASED_AFTER_CLOSING = "cover-released-after-closing"
 CERTIFIED_MILESTONES_PAID = "certified-milestones-paid-after-cancel"
+PUBLISHED_IN_MEMO = "published-sequence-in-memo"
 PATCHES = (
     REVIEWS_OPEN_TOGETHER,
     MILESTONE_REMINDERS,
     INSTRUCTIONS_AFTER_EVENTS,
     COVER_RELEASED_AFTER_CLOSING,
     CERTIFIED_MILESTONES_PAID,
+    PUBLISHED_IN_MEMO,
 )
+# The memo field that says up to which sequence the project's status events are on Kafka.
+PUBLISHED_SEQUENCE_MEMO = "published_sequence"
 
 D = TypeVar("D", bound=Decision)
 E = TypeVar("E", bound=ev.EventData)
@@ -820,6 +824,13 @@ class ProjectWorkflow:
             del self._outbox[: len(batch)]
             for event in batch:
                 self._status.events[event.data.sequence - 1].published = True
+            if workflow.patched(PUBLISHED_IN_MEMO):
+                # Operators see in the Web UI's memo how far the events are on Kafka. It also gives the workflow
+                # task that takes the publishing result a command: temporalio 1.35.0's core, on a worker without a
+                # workflow cache, hands the result of a task that made no commands to the next task together with
+                # an Update, while a replay hands it over alone, and the publisher and the main coroutine then
+                # issue their commands in another order (a nondeterminism error; docs/upstream-report.md).
+                workflow.upsert_memo({PUBLISHED_SEQUENCE_MEMO: batch[-1].data.sequence})
 
     def _enter(self, stage: Stage, details: str) -> bool:
         """Moves the project to `stage`; False (and nothing changes) if it has already ended: a final stage, such

@@ -5,7 +5,8 @@ files under `current/`. Histories of earlier code stay in their own folders, eac
 `before-access-control/` (decisions without attestations), `before-reviews-open-together/`
 (`reviews-open-before-their-clocks`), `before-milestone-reminders/` (`milestone-reminders`),
 `before-instructions-after-events/` (`instructions-after-events`, `cover-released-after-closing`),
-`before-certified-milestones-paid/` (`certified-milestones-paid-after-cancel`):
+`before-certified-milestones-paid/` (`certified-milestones-paid-after-cancel`), `before-published-sequence-memo/`
+(`published-sequence-in-memo`):
 replaying them against new code is what catches a change that would break projects already running.
 
 `current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
@@ -36,7 +37,7 @@ from workflows.project import workflow_id
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 BIN = Path(sys.executable).parent
-KAFKA_PORT = 29092
+KAFKA_PORT = int(os.environ.get("ALLIANCE_TEST_KAFKA_PORT", "29092"))  # as the tests (tests/conftest.py)
 
 
 async def record() -> list[Path]:

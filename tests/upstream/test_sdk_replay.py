@@ -47,3 +47,23 @@ async def test_an_update_taken_after_another_wake_up_still_fails_replay_on_the_k
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None, "the SDK replays this now: drop this test and the README's SDK note"
     assert "Update machine does not handle this event" in str(result.replay_failure)
+
+
+# A worker without a workflow cache (CI's derandomized command-line fuzz test, before the `published_sequence` memo):
+# the task before the cancellation took only a publishing result and made no commands. The worker that took the
+# cancellation's task got that result again in the same activation as the Update (Update first), so the main
+# coroutine signalled the other reviews before the publisher scheduled its publish; a replay gets the result alone
+# first, the publisher waits on its condition, and the two come out the other way round. The workflow no longer
+# makes tasks without commands where this matters (tests/faults/test_uncached_grouping.py); the history stays as
+# documentation of the core's difference between the two.
+UNCACHED = ("update-with-commandless-task-result-uncached", "project-zm-bad-input-876d9f4d")
+
+
+async def test_a_task_without_commands_is_handed_over_otherwise_by_a_replay() -> None:
+    name, workflow_id = UNCACHED
+    history = WorkflowHistory.from_json(workflow_id, (HERE / f"{name}.json").read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None, "the SDK replays this now: say so in docs/upstream-report.md"
+    assert "Activity machine does not handle this event" in str(result.replay_failure)
+    assert "SignalExternalWorkflowExecutionInitiated" in str(result.replay_failure)

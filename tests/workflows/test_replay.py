@@ -35,6 +35,7 @@ RELEASES = [
     "before-milestone-reminders",
     "before-instructions-after-events",
     "before-certified-milestones-paid",
+    "before-published-sequence-memo",
     "current",
 ]
 

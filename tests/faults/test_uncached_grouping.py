@@ -1,0 +1,78 @@
+"""A decision taken right after a workflow task that only took a publishing result, on the product's worker (no
+workflow cache), on the dev server and the test broker.
+
+temporalio 1.35.0's core, on a worker without a workflow cache, hands the result of a workflow task that made no
+commands to the next task together with an Update (one activation: the Update first, the result second), while a
+replay of the history hands the result over alone and the Update after it. The outbox publisher (woken by the result)
+and the main coroutine (woken by the decision) then issue their commands in another order, and every later task of
+the project fails: `Nondeterminism error: Activity machine does not handle this event:
+SignalExternalWorkflowExecutionInitiated` (a cancellation; CI's derandomized command-line fuzz test met it first).
+The workflow now gives every task that takes a publishing result a command (the `published_sequence` memo), so no
+such task is without commands. Here the window is hit on purpose: each decision is sent once every event of the
+project is on Kafka, so the task before it is the one that took the last publishing result. Without the memo the
+cancellation here failed in each run (3 of 3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from alliance.projects import Projects
+from alliance.worker import WORKFLOW_CACHE, WORKFLOWS
+from schemas.decisions import Institution, RequestInformation
+from schemas.status import Stage
+from tests.faults.test_bad_input import settled
+from tests.support import example, finished
+from tests.workflows.driving import ProjectDriver
+from workflows.project import workflow_id
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def decisions_after_a_publishing_result(history: WorkflowHistory) -> int:
+    """Updates accepted in the workflow task right after one that an activity result woke and that made no command
+    but the memo (none at all before the memo existed)."""
+    kinds = [event.event_type for event in history.events]
+    completed = [i for i, kind in enumerate(kinds) if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+    found = 0
+    for before, task in itertools.pairwise(completed):
+        woken_by_a_result = kinds[before - 3] == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        commands = set(kinds[before + 1 : task - 2]) - {EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED}
+        accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED in kinds[task + 1 : task + 2]
+        found += woken_by_a_result and not commands and accepted
+    return found
+
+
+async def test_decisions_right_after_a_publishing_result_replay_on_the_products_worker(projects: Projects) -> None:
+    assert WORKFLOW_CACHE == 0, "the product's workers keep no workflow cache (alliance/worker.py)"
+    d = ProjectDriver(projects, example("et-cloud-finance", f"grouping-{uuid.uuid4().hex[:8]}"))
+    await d.start()
+    await d.progress(Stage.financing)
+    await settled(projects, d.pid)
+    # A decision answered by its handler alone; one whose handler signals the review's clock; one the main
+    # coroutine reacts to by signalling the other reviews and sending instructions.
+    await d.decide(RequestInformation, institution=Institution.cdb, officer="CDB officer", questions="Why?")
+    await settled(projects, d.pid)
+    await d.approve(Institution.sinosure)
+    await settled(projects, d.pid)
+    await d.cancel()
+    status = await finished(projects, d.pid)
+    assert status.stage is Stage.cancelled
+
+    history = await projects.client.get_workflow_handle(workflow_id(d.pid)).fetch_history()
+    failed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert not failed, failed[0].workflow_task_failed_event_attributes.failure.message
+    hit = decisions_after_a_publishing_result(history)
+    print(f"decisions taken right after a task that took a publishing result: {hit} of 3")
+    # The approval and the cancellation at least (the request may follow the task that answered the progress wait).
+    assert hit >= 2, "the window was not hit: a decision must follow the task of the last publishing result"
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
