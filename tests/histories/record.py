@@ -27,8 +27,6 @@ from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from schemas.decisions import Institution
-from schemas.status import Stage
 from tests.conftest import time_skipping_projects
 from tests.support import drive_late_delivery, example, finished, local_temporal, runs_of
 from tests.workflows.driving import ProjectDriver
@@ -83,14 +81,7 @@ async def record_cancelled_while_paying(projects: Projects) -> None:
     are paid (`certified-milestones-paid-after-cancel`), then the commitments go back, Sinosure's cover with the
     China Exim loan's undrawn part (`cover-released-after-closing`)."""
     d = ProjectDriver(projects, example("et-cloud-finance", "et-cloud-finance-cancelled-while-paying"))
-    await d.start()
-    await d.progress(Stage.financing)
-    for institution in (Institution.sinosure, Institution.exim, Institution.cdb):
-        await d.approve(institution)
-    await d.progress(Stage.effectiveness)
-    for condition in (await d.status()).conditions:
-        await d.satisfy(condition.condition_id)
-    await d.progress(Stage.delivery)
+    await d.into_delivery()
     for milestone in d.proposal.milestones[:3]:
         await d.complete(milestone.id)
     await d.cancel()

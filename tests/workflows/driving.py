@@ -74,3 +74,15 @@ class ProjectDriver:
 
     async def status(self) -> ProjectStatus:
         return await self.projects.status(self.pid)
+
+    async def into_delivery(self) -> None:
+        """Starts the project and takes it into delivery: all three institutions approve, every condition precedent
+        set when the package closed is satisfied."""
+        await self.start()
+        await self.progress(Stage.financing)
+        for institution in (Institution.sinosure, Institution.exim, Institution.cdb):
+            await self.approve(institution)
+        await self.progress(Stage.effectiveness)  # the conditions are set once the package has closed
+        for condition in (await self.status()).conditions:
+            await self.satisfy(condition.condition_id)
+        await self.progress(Stage.delivery)
