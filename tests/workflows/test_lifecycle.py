@@ -163,8 +163,8 @@ async def test_refused_decisions_change_nothing_and_never_reach_history(projects
     proposal = example("ke-national-data-centre-2", unique_id("ke-dc"))
     d = Driver(projects, proposal)
     await d.start()
-    await d.wait(lambda s: s.stage is Stage.financing)
-    before = await projects.status(proposal.project_id)
+    # Settled: in financing with every event on Kafka (publishing marks events published while the refusals go on).
+    before = await d.wait(lambda s: s.stage is Stage.financing and all(e.published for e in s.events))
 
     refusals = {
         "has no review": Approve(
