@@ -51,7 +51,7 @@ from alliance.settings import Settings
 from schemas.decisions import Institution
 from schemas.derived import Alert, AlertKind, Dimension, PortfolioSnapshot
 from streams.alerts import gap_alert, review_and_stall_alerts
-from streams.checkpoint import BatchFold, BatchOutput, Record, StatusRanges, check_record
+from streams.checkpoint import BatchFold, BatchOutput, Record, Stalls, StatusRanges, check_record
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView
@@ -194,6 +194,7 @@ def create_app(settings: Settings) -> StreamApp:
             raise RuntimeError(f"faust names a changelog {table.changelog_topic.get_topic_name()}, not {expected}")
     mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions)
     ranges = StatusRanges(kafka_options(settings), settings.status_topic)
+    stalls = Stalls()
     admin: list[AIOKafkaAdminClient] = []
     raised: set[str] = set()
     published: dict[str, bytes] = {}
@@ -260,7 +261,7 @@ def create_app(settings: Settings) -> StreamApp:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_SECONDS):  # type: ignore[attr-defined]
             while in_flight and (in_flight[0].done() or len(in_flight) >= IN_FLIGHT):
                 await in_flight.popleft()  # raises what the delivery raised
-            work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read)
+            work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read, stalls)
             for event in batch:
                 message = event.message
                 message.incref()
@@ -290,17 +291,21 @@ def create_app(settings: Settings) -> StreamApp:
         return compute(await all_views(), rules.usd_per_unit, rules.rate_date)
 
     async def send_checks() -> None:
-        """The group's committed offsets of the status topic, one check record per partition (streams/checkpoint.py)."""
+        """Per partition of the status topic, the group's committed offset and the end offset, one check record to
+        the partition's owner (streams/checkpoint.py)."""
         if not admin:
             client = AIOKafkaAdminClient(**kafka_options(settings), client_id=f"{settings.streams_app_id}-checks")
             await client.start()
             admin.append(client)
         tps = [TopicPartition(settings.status_topic, p) for p in range(partitions)]
-        committed = await admin[0].list_consumer_group_offsets(settings.streams_app_id, partitions=tps)
-        for tp, at in committed.items():
-            if tp.topic == settings.status_topic and at.offset > 0:
+        listed = await admin[0].list_consumer_group_offsets(settings.streams_app_id, partitions=tps)
+        committed = {tp.partition: max(at.offset, 0) for tp, at in listed.items() if tp.topic == settings.status_topic}
+        ends = await ranges.ends(list(range(partitions)))
+        for partition in range(partitions):
+            at, end = committed.get(partition, 0), ends.get(partition, 0)
+            if at > 0 or end > 0:
                 await checks.send(
-                    key=str(tp.partition).encode(), value=check_record(tp.partition, at.offset), partition=tp.partition
+                    key=str(partition).encode(), value=check_record(partition, at, end), partition=partition
                 )
 
     @app.timer(interval=settings.streams_snapshot_seconds, on_leader=True)  # type: ignore[untyped-decorator]

@@ -13,6 +13,11 @@ record it handled (folded, found a duplicate, or dead-lettered), written after t
   it sends, per partition, the group's committed offset to the worker owning that partition (the checks topic is
   co-partitioned with the status topic); committed offsets beyond the checkpoint are records acknowledged without
   being handled, and are read and handled the same way;
+- a record that stays in the topic undelivered is found the same way: each check also carries the partition's end
+  offset, and records that were in the topic at one check and are still not handled STALL_CHECKS checks later
+  (whatever held them: an agent restarted mid-batch, a fetch that never resumed, records dropped without being
+  acknowledged) are read by offset, at most STALL_READ_MAX per check; a stream that is merely behind gets the same
+  records delivered later, skipped as handled already;
 - a record at or below the checkpoint was handled already (delivered again after a crash): skipped.
 
 Every record goes through the same checks (`streams.envelope`), so a record rightly dead-lettered stays dead, and
@@ -52,11 +57,42 @@ class Record:
     value: bytes | None
 
 
+STALL_CHECKS = 2
+"""Checks a record may stay in the topic unhandled before it is read by offset (so 2 to 3 check intervals)."""
+STALL_READ_MAX = 10_000
+"""Records read by offset for a stall at one check: a worker far behind catches up in bounded batches."""
+
+
 class Check(BaseModel):
-    """A check record: the consumer group's committed offset of one status-topic partition, seen by the leader."""
+    """A check record: one status-topic partition as the leader saw it. `committed`: the consumer group's committed
+    offset; `end`: the partition's end offset (absent from checks written before it was added)."""
 
     partition: int
     committed: int
+    end: int | None = None
+
+
+class Stalls:
+    """Per partition, the end offset a check saw that the worker had not reached yet, and how many checks since.
+
+    Kept in memory by the worker owning the partition (a new owner starts counting afresh)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, tuple[int, int]] = {}  # partition -> (end offset seen, checks since)
+
+    def due(self, partition: int, next_expected: int, end: int) -> int | None:
+        """The offset (exclusive) to read up to now, or None: `next_expected` is the first offset not handled yet,
+        `end` the partition's end offset at this check."""
+        waiting = self._waiting.pop(partition, None)
+        if waiting is not None and next_expected < waiting[0]:
+            seen, checks = waiting[0], waiting[1] + 1
+            if checks >= STALL_CHECKS:
+                return seen
+            self._waiting[partition] = (seen, checks)
+            return None
+        if end > next_expected:
+            self._waiting[partition] = (end, 0)
+        return None
 
 
 RangeReader = Callable[[int, int, int], Awaitable[list[Record]]]
@@ -84,11 +120,13 @@ class BatchFold:
         stored_progress: Callable[[int], int | None],
         beginning: Callable[[int], Awaitable[int]],
         read_range: RangeReader,
+        stalls: Stalls | None = None,
     ) -> None:
         self._stored_view = stored_view
         self._stored_progress = stored_progress
         self._beginning = beginning
         self._read_range = read_range
+        self._stalls = stalls if stalls is not None else Stalls()
         self.out = BatchOutput()
 
     def _done(self, partition: int) -> int | None:
@@ -100,21 +138,19 @@ class BatchFold:
         done = self._done(partition)
         return done + 1 if done is not None else await self._beginning(partition)
 
-    async def _fill(self, partition: int, end: int) -> None:
+    async def _fill(
+        self,
+        partition: int,
+        end: int,
+        why: str = "acknowledged by the consumer group without being handled (faust-streaming#596)",
+    ) -> None:
         """Handles the records of `partition` from the checkpoint up to `end` (exclusive) read from the topic."""
         start = await self._next_expected(partition)
         if end <= start:
             return
         found = await self._read_range(partition, start, end)
         self.out.read_again += len(found)
-        log.warning(
-            "stream_records_read_again",
-            partition=partition,
-            first=start,
-            end=end,
-            records=len(found),
-            why="acknowledged by the consumer group without being handled (faust-streaming#596)",
-        )
+        log.warning("stream_records_read_again", partition=partition, first=start, end=end, records=len(found), why=why)
         for record in found:
             self._handle(record)
         self.out.progress[partition] = end - 1
@@ -135,6 +171,12 @@ class BatchFold:
             log.error("stream_check_unreadable", value=record.value)
             return
         await self._fill(check.partition, check.committed)
+        if check.end is not None:
+            start = await self._next_expected(check.partition)
+            due = self._stalls.due(check.partition, start, check.end)
+            if due is not None:
+                why = f"in the topic for {STALL_CHECKS} checks and never delivered"
+                await self._fill(check.partition, min(due, start + STALL_READ_MAX), why)
 
     def _handle(self, record: Record) -> None:
         self.out.progress[record.partition] = record.offset
@@ -211,6 +253,12 @@ class StatusRanges:
             tp = TopicPartition(self.topic, partition)
             return int((await (await self._started()).beginning_offsets([tp]))[tp])
 
+    async def ends(self, partitions: list[int]) -> dict[int, int]:
+        """Each partition's end offset (the offset the next record will get)."""
+        async with self._lock, asyncio.timeout(self.timeout):
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            return {tp.partition: int(end) for tp, end in (await (await self._started()).end_offsets(tps)).items()}
+
     async def read(self, partition: int, start: int, end: int) -> list[Record]:
         async with self._lock, asyncio.timeout(self.timeout):
             consumer = await self._started()
@@ -226,5 +274,6 @@ class StatusRanges:
             return found
 
 
-def check_record(partition: int, committed: int) -> bytes:
-    return json.dumps({"partition": partition, "committed": committed}).encode()
+def check_record(partition: int, committed: int, end: int | None = None) -> bytes:
+    """A check record's value (JSON, the `Check` fields)."""
+    return json.dumps({"partition": partition, "committed": committed, "end": end}).encode()

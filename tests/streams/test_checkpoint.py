@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from schemas.events import StatusEvent
-from streams.checkpoint import BatchFold, Record, check_record
+from streams.checkpoint import STALL_CHECKS, BatchFold, Record, Stalls, check_record
 from streams.projection import ProjectView, fold
 from tests.streams.events import project_stream
 
@@ -30,6 +32,7 @@ class Worker:
         self.reads: list[tuple[int, int, int]] = []
         self.dead: list[str] = []
         self.feed: list[str] = []
+        self.stalls = Stalls()
 
     async def _read(self, partition: int, start: int, end: int) -> list[Record]:
         self.reads.append((partition, start, end))
@@ -42,12 +45,20 @@ class Worker:
     async def _beginning(self, partition: int) -> int:
         return 0
 
-    async def batch(self, delivered: list[Record], checks: list[tuple[int, int]] = ()) -> None:  # type: ignore[assignment]
-        work = BatchFold(self._view, self.progress.get, self._beginning, self._read)
+    async def batch(
+        self,
+        delivered: list[Record],
+        checks: list[tuple[int, int]] = (),  # type: ignore[assignment]
+        ends: dict[int, int] | None = None,
+    ) -> None:
+        """One batch: the records delivered, then the leader's checks (partition, committed offset), each with the
+        partition's end offset from `ends` (checks written before end offsets were added have none)."""
+        work = BatchFold(self._view, self.progress.get, self._beginning, self._read, self.stalls)
         for record in delivered:
             await work.status(record)
         for partition, committed in checks:
-            await work.check(Record("checks", partition, 0, None, check_record(partition, committed)))
+            end = ends.get(partition) if ends is not None else None
+            await work.check(Record("checks", partition, 0, None, check_record(partition, committed, end)))
         self.views |= {project: view for project, (_, view) in work.out.views.items()}
         self.progress |= work.out.progress
         self.dead += [d.reason for d in work.out.dead_letters]
@@ -136,3 +147,61 @@ async def test_any_delivery_with_holes_and_repeats_ends_on_the_fresh_views() -> 
         await worker.batch([], checks=[(0, len(topic))])
         assert worker.views == expected, seed
         assert sorted(worker.feed) == sorted(e.id for e in events), seed
+
+
+async def test_records_never_delivered_nor_acknowledged_are_read_after_two_checks() -> None:
+    """The stall the failover test once showed: the group's committed offset stays at what was handled (nothing
+    acknowledged past it), the stream delivers nothing more, and the records sit in the topic. Each check carries the
+    end offset: what was there at one check and still unhandled two checks later is read by offset."""
+    events = project_stream("ke-stalled")
+    topic = topic_of(events)
+    worker = Worker(topic)
+    await worker.batch(topic[:4])
+    end = {0: len(topic)}
+    for _ in range(STALL_CHECKS):
+        await worker.batch([], checks=[(0, 4)], ends=end)
+        assert worker.reads == []  # not yet: a stream merely behind gets the chance to deliver them
+    await worker.batch([], checks=[(0, 4)], ends=end)
+    assert worker.reads == [(0, 4, len(topic))]
+    assert worker.views == fresh(events)
+    await worker.batch(topic[4:])  # delivered after all: handled already, nothing twice
+    assert worker.feed == [e.id for e in events]
+    await worker.batch([], checks=[(0, len(topic))], ends=end)
+    assert worker.reads == [(0, 4, len(topic))]
+
+
+async def test_a_stream_that_is_behind_but_moving_is_not_read_by_offset() -> None:
+    """Each check sees records not handled yet, but by the next one the stream has delivered them: nothing is read
+    twice, whatever the lag at each check."""
+    events = [e for n in range(4) for e in project_stream(f"ke-moving-{n}")]
+    topic = topic_of(events)
+    worker = Worker(topic)
+    for at in range(0, len(topic), 3):
+        await worker.batch(topic[at : at + 3], checks=[(0, at)], ends={0: min(len(topic), at + 6)})
+    await worker.batch([], checks=[(0, len(topic))], ends={0: len(topic)})
+    assert worker.reads == []
+    assert worker.views == fresh(events)
+
+
+async def test_a_worker_far_behind_reads_a_stall_in_bounded_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streams.checkpoint.STALL_READ_MAX", 4)
+    events = project_stream("ke-far-1") + project_stream("ke-far-2")
+    topic = topic_of(events)
+    worker = Worker(topic)
+    for _ in range(4 * (STALL_CHECKS + 1)):
+        await worker.batch([], checks=[(0, 0)], ends={0: len(topic)})
+    assert all(end - start <= 4 for _, start, end in worker.reads), worker.reads
+    assert worker.progress == {0: len(topic) - 1}
+    assert worker.views == fresh(events)
+
+
+async def test_a_check_written_before_end_offsets_existed_is_read_as_before() -> None:
+    events = project_stream("ke-old-check")
+    topic = topic_of(events)
+    worker = Worker(topic)
+    await worker.batch(topic[:2])
+    old = Record("checks", 0, 0, None, b'{"partition": 0, "committed": 5}')
+    work = BatchFold(worker._view, worker.progress.get, worker._beginning, worker._read)
+    await work.check(old)
+    assert worker.reads == [(0, 2, 5)]
+    assert work.out.progress == {0: 4}

@@ -244,11 +244,27 @@ async def _try(call: Any) -> Any:
         return None
 
 
-async def where_the_takeover_stopped(
-    settings: Settings, streams: list[list[StatusEvent]], survivor: StreamWorker
+async def settled_split(first: StreamWorker, second: StreamWorker, partitions: int) -> tuple[set[int], set[int]]:
+    """The status partitions each of two workers folds, once the group has split the topic between them."""
+    rounds: list[tuple[set[int], set[int]]] = []
+    for _ in range(120):
+        answers = [await _try(w.get("/partitions/")) for w in (first, second)]
+        if all(answers):
+            now = (set(answers[0]["partitions"]), set(answers[1]["partitions"]))
+            rounds.append(now)
+            whole = now[0] | now[1] == set(range(partitions)) and not now[0] & now[1]
+            if whole and now[0] and now[1] and rounds[-2:] == [now, now]:
+                return now
+        await asyncio.sleep(1)
+    raise AssertionError(f"the group never split the topic between the two workers: {rounds[-5:]}")
+
+
+async def why_not_served(
+    settings: Settings, streams: list[list[StatusEvent]], asked: StreamWorker, workers: tuple[StreamWorker, ...]
 ) -> str:
-    """A failed takeover, explained: which projects the survivor serves behind their last event, and whether the
-    views changelog itself is behind (the folding stalled) or holds them (what serves them is behind)."""
+    """A portfolio that is not the fresh computation, explained: which projects the asked worker serves behind their
+    last event, whether the views changelog itself is behind (the folding stalled) or holds them (what serves them
+    is behind), where the group's offsets stand, and each worker's rebalances."""
     logged: dict[str, ProjectView] = {}
     async for key, value in records(settings, settings.views_changelog_topic):
         if key is not None and value:
@@ -258,7 +274,7 @@ async def where_the_takeover_stopped(
     lines = []
     for events in streams:
         project = events[0].subject
-        served = await _try(survivor.get(f"/projects/{project}/"))
+        served = await _try(asked.get(f"/projects/{project}/"))
         in_log = logged.get(project)
         served_at = served["last_sequence"] if served else None
         if served_at != len(events):
@@ -266,7 +282,23 @@ async def where_the_takeover_stopped(
                 f"{project} (partition {partition_of(project, settings.topic_partitions)}): served at {served_at}, "
                 f"changelog at {in_log.last_sequence if in_log else None}, last event {len(events)}"
             )
-    return "the survivor's portfolio is not the fresh computation:\n" + "\n".join(lines)
+    group = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.streams_app_id, enable_auto_commit=False)
+    await group.start()
+    try:
+        tps = [TopicPartition(settings.status_topic, p) for p in range(settings.topic_partitions)]
+        group.assign(tps)
+        ends = await group.end_offsets(tps)
+        committed = {tp.partition: await group.committed(tp) for tp in tps}
+    finally:
+        await group.stop()
+    lines.append(f"status topic end offsets {[ends[tp] for tp in tps]}, group committed {committed}")
+    for worker in workers:
+        lines.append(f"worker on port {worker.settings.streams_web_port}: {await _try(worker.get('/partitions/'))}")
+        for log in sorted(worker.logs.glob("streams-*.log")):
+            text = log.read_text(errors="replace").splitlines()
+            marks = [line for line in text if any(m in line for m in ("generation id", "ERROR", "WARNING", "Error"))]
+            lines.append(f"  {log.name}: " + "\n    ".join(marks[-15:]))
+    return "the portfolio served is not the fresh computation:\n" + "\n".join(lines)
 
 
 def partition_of(project: str, partitions: int) -> int:
@@ -301,21 +333,16 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
     try:
         await stream_worker.start()
         await second.start()
-        # The takeover is only tested if both folded part of the topic: wait for the group to split it.
-        split: list[Any] = []
-        for _ in range(120):
-            split = [await _try(w.get("/partitions/")) for w in (stream_worker, second)]
-            if all(s and s["partitions"] for s in split):
-                break
-            await asyncio.sleep(1)
-        first_owns, second_owns = (set(s["partitions"]) if s else set() for s in split)
-        assert first_owns and second_owns and not first_owns & second_owns, split
-        assert first_owns | second_owns == set(range(settings.topic_partitions)), split
+        # The takeover is only tested if both folded part of the topic: wait for the group to split it. Each worker is
+        # asked in turn, so one answer may predate a rebalance the other has seen: the split counts once two rounds of
+        # answers agree, are disjoint and cover the topic.
+        _, second_owns = await settled_split(stream_worker, second, settings.topic_partitions)
         await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams[:half] for e in s])
         expected = portfolio(streams[:half])
         # Each folds only its own partitions, and each serves the whole portfolio.
-        assert await eventually(stream_worker, "/portfolio/", expected) == expected
-        assert await eventually(second, "/portfolio/", expected) == expected
+        for worker in (stream_worker, second):
+            if await eventually(worker, "/portfolio/", expected) != expected:
+                pytest.fail(await why_not_served(settings, streams[:half], worker, (stream_worker, second)))
         for project in ("ke-pair-0", "ke-pair-1", "ke-pair-2"):
             assert await stream_worker.get(f"/projects/{project}/") == await second.get(f"/projects/{project}/")
 
@@ -333,7 +360,7 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
         assert await eventually(stream_worker, "/partitions/", owns) == owns  # the survivor took all over
         served = await eventually(stream_worker, "/portfolio/", everything)
         if served != everything:
-            pytest.fail(await where_the_takeover_stopped(settings, streams, stream_worker))
+            pytest.fail(await why_not_served(settings, streams, stream_worker, (stream_worker, second)))
 
         # The snapshots topic (compacted; published by the group's leader, now the survivor) ends on the same totals.
         wanted = {
