@@ -14,10 +14,10 @@ record it handled (folded, found a duplicate, or dead-lettered), written after t
   co-partitioned with the status topic); committed offsets beyond the checkpoint are records acknowledged without
   being handled, and are read and handled the same way;
 - a record that stays in the topic undelivered is found the same way: each check also carries the partition's end
-  offset, and records that were in the topic at one check and are still not handled STALL_CHECKS checks later
-  (whatever held them: an agent restarted mid-batch, a fetch that never resumed, records dropped without being
-  acknowledged) are read by offset, at most STALL_READ_MAX per check; a stream that is merely behind gets the same
-  records delivered later, skipped as handled already;
+  offset; when the checkpoint has not moved for STALL_CHECKS checks while the topic held more (whatever held the
+  records: an agent restarted mid-batch, a fetch that never resumed, records dropped without being acknowledged),
+  the records that were there at the first of those checks are read by offset, at most STALL_READ_MAX at a time. A
+  stream that is behind but moving is left alone (each record read once);
 - a record at or below the checkpoint was handled already (delivered again after a crash): skipped.
 
 Every record goes through the same checks (`streams.envelope`), so a record rightly dead-lettered stays dead, and
@@ -58,7 +58,8 @@ class Record:
 
 
 STALL_CHECKS = 2
-"""Checks a record may stay in the topic unhandled before it is read by offset (so 2 to 3 check intervals)."""
+"""Checks in a row that find a partition's checkpoint unmoved while its topic holds more, before the records are read
+by offset (so 2 to 3 check intervals)."""
 STALL_READ_MAX = 10_000
 """Records read by offset for a stall at one check: a worker far behind catches up in bounded batches."""
 
@@ -73,25 +74,30 @@ class Check(BaseModel):
 
 
 class Stalls:
-    """Per partition, the end offset a check saw that the worker had not reached yet, and how many checks since.
+    """Per partition, whether the worker's checkpoint stands still while records wait in the topic.
 
-    Kept in memory by the worker owning the partition (a new owner starts counting afresh)."""
+    A stream that is behind but moving advances its checkpoint between checks and is never read by offset (each
+    record read once); one whose checkpoint has not moved for STALL_CHECKS checks while the topic held more is
+    stalled. Kept in memory by the worker owning the partition (a new owner starts counting afresh)."""
 
     def __init__(self) -> None:
-        self._waiting: dict[int, tuple[int, int]] = {}  # partition -> (end offset seen, checks since)
+        self._waiting: dict[int, tuple[int, int, int]] = {}  # partition -> (next expected, end offset, checks since)
 
     def due(self, partition: int, next_expected: int, end: int) -> int | None:
         """The offset (exclusive) to read up to now, or None: `next_expected` is the first offset not handled yet,
         `end` the partition's end offset at this check."""
-        waiting = self._waiting.pop(partition, None)
-        if waiting is not None and next_expected < waiting[0]:
-            seen, checks = waiting[0], waiting[1] + 1
-            if checks >= STALL_CHECKS:
-                return seen
-            self._waiting[partition] = (seen, checks)
+        if end <= next_expected:
+            self._waiting.pop(partition, None)
             return None
-        if end > next_expected:
-            self._waiting[partition] = (end, 0)
+        waiting = self._waiting.get(partition)
+        if waiting is None or waiting[0] != next_expected:
+            self._waiting[partition] = (next_expected, end, 0)
+            return None
+        checks = waiting[2] + 1
+        if checks >= STALL_CHECKS:
+            del self._waiting[partition]
+            return waiting[1]
+        self._waiting[partition] = (next_expected, waiting[1], checks)
         return None
 
 
