@@ -51,7 +51,7 @@ from alliance.settings import Settings
 from schemas.decisions import Institution
 from schemas.derived import Alert, AlertKind, Dimension, PortfolioSnapshot
 from streams.alerts import gap_alert, review_and_stall_alerts
-from streams.checkpoint import BatchFold, BatchOutput, Record, Stalls, StatusRanges, check_record
+from streams.checkpoint import STALL_CHECKS, BatchFold, BatchOutput, Record, Stalls, StatusRanges, check_record
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView
@@ -194,7 +194,7 @@ def create_app(settings: Settings) -> StreamApp:
             raise RuntimeError(f"faust names a changelog {table.changelog_topic.get_topic_name()}, not {expected}")
     mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions)
     ranges = StatusRanges(kafka_options(settings), settings.status_topic)
-    stalls = Stalls()
+    stalls = Stalls(grace=STALL_CHECKS * settings.streams_snapshot_seconds)
     admin: list[AIOKafkaAdminClient] = []
     raised: set[str] = set()
     published: dict[str, bytes] = {}

@@ -14,10 +14,10 @@ record it handled (folded, found a duplicate, or dead-lettered), written after t
   co-partitioned with the status topic); committed offsets beyond the checkpoint are records acknowledged without
   being handled, and are read and handled the same way;
 - a record that stays in the topic undelivered is found the same way: each check also carries the partition's end
-  offset; when the checkpoint has not moved for STALL_CHECKS checks while the topic held more (whatever held the
-  records: an agent restarted mid-batch, a fetch that never resumed, records dropped without being acknowledged),
-  the records that were there at the first of those checks are read by offset, at most STALL_READ_MAX at a time. A
-  stream that is behind but moving is left alone (each record read once);
+  offset; when the checkpoint has not moved for STALL_CHECKS check intervals (the worker's own clock) while the
+  topic held more (whatever held the records: an agent restarted mid-batch, a fetch that never resumed, records
+  dropped without being acknowledged), the records that were there then are read by offset, at most STALL_READ_MAX
+  at a time. A stream that is behind but moving is left alone (each record read once);
 - a record at or below the checkpoint was handled already (delivered again after a crash): skipped.
 
 Every record goes through the same checks (`streams.envelope`), so a record rightly dead-lettered stays dead, and
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,8 +59,8 @@ class Record:
 
 
 STALL_CHECKS = 2
-"""Checks in a row that find a partition's checkpoint unmoved while its topic holds more, before the records are read
-by offset (so 2 to 3 check intervals)."""
+"""Check intervals a partition's checkpoint may stand still while its topic holds more, before the records are read
+by offset (they are then read at the first check after that: 2 to 3 intervals)."""
 STALL_READ_MAX = 10_000
 """Records read by offset for a stall at one check: a worker far behind catches up in bounded batches."""
 
@@ -74,14 +75,18 @@ class Check(BaseModel):
 
 
 class Stalls:
-    """Per partition, whether the worker's checkpoint stands still while records wait in the topic.
+    """Per partition, how long the worker's checkpoint has stood still while records waited in the topic.
 
     A stream that is behind but moving advances its checkpoint between checks and is never read by offset (each
-    record read once); one whose checkpoint has not moved for STALL_CHECKS checks while the topic held more is
-    stalled. Kept in memory by the worker owning the partition (a new owner starts counting afresh)."""
+    record read once); a partition whose checkpoint has not moved for `grace` seconds of this worker's own clock
+    while the topic held more is stalled. Timed here, not counted in checks: a new owner gets the checks sent while
+    the partition had none in one batch, and those say nothing about its own stream. Kept in memory by the worker
+    owning the partition (a new owner starts afresh)."""
 
-    def __init__(self) -> None:
-        self._waiting: dict[int, tuple[int, int, int]] = {}  # partition -> (next expected, end offset, checks since)
+    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self._clock = clock
+        self._waiting: dict[int, tuple[int, int, float]] = {}  # partition -> (next expected, end offset, since)
 
     def due(self, partition: int, next_expected: int, end: int) -> int | None:
         """The offset (exclusive) to read up to now, or None: `next_expected` is the first offset not handled yet,
@@ -89,15 +94,14 @@ class Stalls:
         if end <= next_expected:
             self._waiting.pop(partition, None)
             return None
+        now = self._clock()
         waiting = self._waiting.get(partition)
         if waiting is None or waiting[0] != next_expected:
-            self._waiting[partition] = (next_expected, end, 0)
+            self._waiting[partition] = (next_expected, end, now)
             return None
-        checks = waiting[2] + 1
-        if checks >= STALL_CHECKS:
+        if now - waiting[2] >= self.grace:
             del self._waiting[partition]
             return waiting[1]
-        self._waiting[partition] = (next_expected, waiting[1], checks)
         return None
 
 
@@ -132,7 +136,7 @@ class BatchFold:
         self._stored_progress = stored_progress
         self._beginning = beginning
         self._read_range = read_range
-        self._stalls = stalls if stalls is not None else Stalls()
+        self._stalls = stalls if stalls is not None else Stalls(grace=0.0)
         self.out = BatchOutput()
 
     def _done(self, partition: int) -> int | None:
@@ -181,7 +185,7 @@ class BatchFold:
             start = await self._next_expected(check.partition)
             due = self._stalls.due(check.partition, start, check.end)
             if due is not None:
-                why = f"in the topic for {STALL_CHECKS} checks and never delivered"
+                why = f"in the topic for {self._stalls.grace:.0f} s and never delivered"
                 await self._fill(check.partition, min(due, start + STALL_READ_MAX), why)
 
     def _handle(self, record: Record) -> None:

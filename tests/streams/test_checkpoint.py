@@ -32,7 +32,8 @@ class Worker:
         self.reads: list[tuple[int, int, int]] = []
         self.dead: list[str] = []
         self.feed: list[str] = []
-        self.stalls = Stalls()
+        self.now = 0.0  # the worker's clock: one check interval per batch
+        self.stalls = Stalls(grace=STALL_CHECKS * 1.0, clock=lambda: self.now)
 
     async def _read(self, partition: int, start: int, end: int) -> list[Record]:
         self.reads.append((partition, start, end))
@@ -53,6 +54,7 @@ class Worker:
     ) -> None:
         """One batch: the records delivered, then the leader's checks (partition, committed offset), each with the
         partition's end offset from `ends` (checks written before end offsets were added have none)."""
+        self.now += 1.0
         work = BatchFold(self._view, self.progress.get, self._beginning, self._read, self.stalls)
         for record in delivered:
             await work.status(record)
@@ -207,3 +209,16 @@ async def test_a_check_written_before_end_offsets_existed_is_read_as_before() ->
     await work.check(old)
     assert worker.reads == [(0, 2, 5)]
     assert work.out.progress == {0: 4}
+
+
+async def test_checks_sent_while_a_partition_had_no_owner_do_not_count_as_a_stall() -> None:
+    """A new owner (after a takeover) gets the checks of the seconds the partition had none, in one batch, before the
+    stream delivers the partition's records: they are not a stall, the stream delivers the records, read once."""
+    events = project_stream("ke-taken-over")
+    topic = topic_of(events)
+    worker = Worker(topic)
+    await worker.batch(topic[:2])
+    await worker.batch([], checks=[(0, 2)] * 6, ends={0: len(topic)})
+    await worker.batch(topic[2:], checks=[(0, 2)], ends={0: len(topic)})
+    assert worker.reads == []
+    assert worker.views == fresh(events)
