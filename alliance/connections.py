@@ -171,18 +171,32 @@ async def ensure_topics(settings: Settings, streams: bool = False) -> None:
         await admin.close()
 
 
+TOPIC_KNOWN_WITHIN = 30.0
+"""Seconds a topic created a moment ago may stay unknown to the broker answering (metadata not propagated yet: 5 s
+was too short on a loaded two-core machine)."""
+
+
 async def topic_config(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
     """A topic's effective configs, by name (broker defaults included). A topic created a moment ago may not be
-    known to the broker answering yet: asked again for up to 5 s."""
-    for _ in range(25):
+    known to the broker answering yet: asked again every 0.2 s for up to TOPIC_KNOWN_WITHIN seconds.
+
+    Raises TopicMismatch if the broker refuses, or still does not know the topic after that."""
+    deadline = asyncio.get_running_loop().time() + TOPIC_KNOWN_WITHIN
+    while True:
         (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
         error_code, message, _, _, entries = response.resources[0][:5]
         if error_code == 0:
             return {str(entry[0]): str(entry[1]) for entry in entries}
         if error_code != UNKNOWN_TOPIC:
-            break
+            raise TopicMismatch(
+                f"the configs of topic {topic} cannot be read (error {error_code}: {message or 'unknown'})"
+            )
+        if asyncio.get_running_loop().time() >= deadline:
+            raise TopicMismatch(
+                f"the broker still does not know topic {topic} {TOPIC_KNOWN_WITHIN:.0f} s after it was created or "
+                "listed (error 3: UNKNOWN_TOPIC_OR_PARTITION)"
+            )
         await asyncio.sleep(0.2)
-    raise TopicMismatch(f"the configs of topic {topic} cannot be read (error {error_code}: {message or 'unknown'})")
 
 
 async def _check_retention(admin: AIOKafkaAdminClient, topic: str, wanted: str) -> None:

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from alliance.connections import (
     RETENTION_MS,
     RetentionMismatch,
+    TopicMismatch,
     ensure_topics,
     kafka_options,
     topic_config,
@@ -44,3 +45,19 @@ async def test_a_status_topic_that_would_forget_is_refused_with_the_fix(settings
         await admin.close()
     with pytest.raises(RetentionMismatch, match=r"retention.ms=604800000.*--add-config retention.ms=-1"):
         await ensure_topics(settings, streams=True)
+
+
+async def test_a_topic_the_broker_does_not_know_is_waited_for_then_named(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic created a moment ago may be unknown to the broker for a while (5 s was once too short under load):
+    it is asked again up to TOPIC_KNOWN_WITHIN, then refused with the topic's name and the reason."""
+    monkeypatch.setattr("alliance.connections.TOPIC_KNOWN_WITHIN", 1.0)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    await admin.start()
+    try:
+        absent = f"{settings.status_topic}.never-created"
+        with pytest.raises(TopicMismatch, match=rf"still does not know topic {absent} 1 s after"):
+            await topic_config(admin, absent)
+    finally:
+        await admin.close()
