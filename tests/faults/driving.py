@@ -12,6 +12,11 @@ from schemas.status import ProjectStatus, Stage
 from schemas.timetable import Timetable
 from tests.support import example
 
+PATIENCE = 660.0
+"""Seconds a driver waits for one step. Each kill can hold a project for a workflow task timeout (10 s) plus an
+activity timeout (30 s); a task that timed out under killed workers three times and more gets a start-to-close
+timeout growing towards the server's ceiling of 10 minutes (temporalio/temporal#2765): that ceiling, plus a minute."""
+
 
 class PatientDriver(Driver):
     """Sends a refused decision again (same decision id) after a second. A killed worker may have answered a status
@@ -22,11 +27,10 @@ class PatientDriver(Driver):
     refusals: list[str] = []
     unavailable: list[str] = []
 
-    async def wait(self, done: Callable[[ProjectStatus], bool], seconds: float = 300) -> ProjectStatus:
-        # Each kill can hold a project for a workflow task timeout (10 s) plus an activity timeout (30 s).
+    async def wait(self, done: Callable[[ProjectStatus], bool], seconds: float = PATIENCE) -> ProjectStatus:
         return await super().wait(done, seconds)
 
-    async def reach(self, *stages: Stage, seconds: float = 300) -> Progress:
+    async def reach(self, *stages: Stage, seconds: float = PATIENCE) -> Progress:
         """As the demo's, waiting out a killed worker or a restarting server (each wait bounded, then again)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds

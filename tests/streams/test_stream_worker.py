@@ -5,6 +5,7 @@ carry the same id), and records it cannot use go to the dead-letter topic withou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -12,6 +13,7 @@ import signal
 import socket
 import sys
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -244,6 +246,22 @@ async def _try(call: Any) -> Any:
         return None
 
 
+@contextlib.asynccontextmanager
+async def status_group(
+    settings: Settings,
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition], dict[TopicPartition, int]]]:
+    """A consumer in the stream workers' group, assigned every status partition (never subscribed, so no rebalance),
+    with the partitions and their end offsets: to read or move the group's committed offsets."""
+    group = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.streams_app_id, enable_auto_commit=False)
+    await group.start()
+    try:
+        tps = [TopicPartition(settings.status_topic, p) for p in range(settings.topic_partitions)]
+        group.assign(tps)
+        yield group, tps, await group.end_offsets(tps)
+    finally:
+        await group.stop()
+
+
 async def settled_split(first: StreamWorker, second: StreamWorker, partitions: int) -> tuple[set[int], set[int]]:
     """The status partitions each of two workers folds, once the group has split the topic between them."""
     rounds: list[tuple[set[int], set[int]]] = []
@@ -282,15 +300,8 @@ async def why_not_served(
                 f"{project} (partition {partition_of(project, settings.topic_partitions)}): served at {served_at}, "
                 f"changelog at {in_log.last_sequence if in_log else None}, last event {len(events)}"
             )
-    group = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.streams_app_id, enable_auto_commit=False)
-    await group.start()
-    try:
-        tps = [TopicPartition(settings.status_topic, p) for p in range(settings.topic_partitions)]
-        group.assign(tps)
-        ends = await group.end_offsets(tps)
+    async with status_group(settings) as (group, tps, ends):
         committed = {tp.partition: await group.committed(tp) for tp in tps}
-    finally:
-        await group.stop()
     lines.append(f"status topic end offsets {[ends[tp] for tp in tps]}, group committed {committed}")
     for worker in workers:
         lines.append(f"worker on port {worker.settings.streams_web_port}: {await _try(worker.get('/partitions/'))}")
@@ -395,15 +406,8 @@ async def test_records_the_group_committed_past_without_folding_are_read_again(s
     settings = stream_worker.settings
     streams = [project_stream(f"tz-lost-{n}", ("TZ", "ET")[n % 2]) for n in range(8)]
     await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in streams for e in s])
-    group = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.streams_app_id, enable_auto_commit=False)
-    await group.start()
-    try:
-        partitions = [TopicPartition(settings.status_topic, p) for p in range(settings.topic_partitions)]
-        group.assign(partitions)
-        ends = await group.end_offsets(partitions)
+    async with status_group(settings) as (group, _, ends):
         await group.commit({tp: offset for tp, offset in ends.items() if offset})
-    finally:
-        await group.stop()
     print(
         f"injected: the group's offsets committed at the end of the status topic, {sum(ends.values())} records unread"
     )
