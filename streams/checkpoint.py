@@ -136,7 +136,7 @@ class BatchFold:
         self._stored_progress = stored_progress
         self._beginning = beginning
         self._read_range = read_range
-        self._stalls = stalls if stalls is not None else Stalls(grace=0.0)
+        self._stalls = stalls  # None: no stall detection (end offsets in checks are ignored)
         self.out = BatchOutput()
 
     def _done(self, partition: int) -> int | None:
@@ -181,7 +181,7 @@ class BatchFold:
             log.error("stream_check_unreadable", value=record.value)
             return
         await self._fill(check.partition, check.committed)
-        if check.end is not None:
+        if check.end is not None and self._stalls is not None:
             start = await self._next_expected(check.partition)
             due = self._stalls.due(check.partition, start, check.end)
             if due is not None:
