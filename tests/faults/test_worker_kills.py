@@ -42,9 +42,6 @@ AT_ONCE = 10  # projects driven at the same time
 KILLS = 15  # at 4 to 12 s apart: about the first two minutes, both waves of projects under way
 
 
-ENDED: set[str] = set()  # projects whose driver is done
-
-
 async def test_workers_killed_at_random_moments_lose_and_double_nothing(
     temporal_env: WorkflowEnvironment, settings: Settings, workers: WorkerProcesses
 ) -> None:
@@ -55,11 +52,12 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing(
     gate = asyncio.Semaphore(AT_ONCE)
     run = settings.task_queue.rsplit("-", 1)[-1][:6]
     ids = [f"my-kill-{run}-{n:03d}" for n in range(PROJECTS)]
+    ended: set[str] = set()  # projects whose driver is done
 
     async def one(project_id: str) -> None:
         async with gate:
             await drive_to_completion(projects, project_id)
-            ENDED.add(project_id)
+            ended.add(project_id)
 
     driving = asyncio.gather(*(one(pid) for pid in ids), return_exceptions=True)
     kills = []
@@ -70,7 +68,7 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing(
             break
         await workers.kill(current)
         kills.append(current.pid)
-        ended_at_last_kill = sum(1 for pid in ids if pid in ENDED)
+        ended_at_last_kill = len(ended)
         await asyncio.sleep(rng.uniform(0, 1.5))
         current = await workers.start()
     outcomes = dict(zip(ids, await driving, strict=True))

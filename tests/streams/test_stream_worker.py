@@ -305,10 +305,10 @@ async def why_not_served(
     lines.append(f"status topic end offsets {[ends[tp] for tp in tps]}, group committed {committed}")
     for worker in workers:
         lines.append(f"worker on port {worker.settings.streams_web_port}: {await _try(worker.get('/partitions/'))}")
-        for log in sorted(worker.logs.glob("streams-*.log")):
-            text = log.read_text(errors="replace").splitlines()
-            marks = [line for line in text if any(m in line for m in ("generation id", "ERROR", "WARNING", "Error"))]
-            lines.append(f"  {log.name}: " + "\n    ".join(marks[-15:]))
+    for log in sorted({log for worker in workers for log in worker.logs.glob("streams-*.log")}):  # logs may share a dir
+        text = log.read_text(errors="replace").splitlines()
+        marks = [line for line in text if any(m in line for m in ("generation id", "ERROR", "WARNING", "Error"))]
+        lines.append(f"  {log.name}: " + "\n    ".join(marks[-15:]))
     return "the portfolio served is not the fresh computation:\n" + "\n".join(lines)
 
 
