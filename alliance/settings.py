@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     streams_session_timeout_seconds: float = Field(
         default=30, ge=6, description="How long the group waits for a silent stream worker before its partitions move"
     )
+    streams_recovery_patience_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How long a table recovery may read no changelog record before the stream worker exits "
+        "with status 75, for its supervisor to start it again (streams/recovery.py)",
+    )
 
     # The project timetable given to every new project
     review_days: int = 30

@@ -32,17 +32,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
+from mode.utils import logging as mode_logging
 from prometheus_client import Counter, Gauge
 
 from alliance import metrics
@@ -55,6 +59,7 @@ from streams.checkpoint import STALL_CHECKS, BatchFold, BatchOutput, Record, Sta
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView
+from streams.recovery import EXIT_STATUS, WATCH_SECONDS, RecoveryWatch
 
 log = structlog.get_logger(__name__)
 REPAIRS = Counter(
@@ -331,8 +336,43 @@ def create_app(settings: Settings) -> StreamApp:
                     await snapshots.send(key=key.encode(), value=body)
                     published[key] = body
 
+    watch = RecoveryWatch(settings.streams_recovery_patience_seconds)
+    watching: list[asyncio.Task[None]] = []
+
+    async def watch_recovery() -> None:
+        """Every WATCH_SECONDS, faust's recovery state to the watch; a stalled recovery ends the process with
+        EXIT_STATUS, its threads and tasks (what `kill -USR1` also writes) in the log (streams/recovery.py). Runs from
+        the first assignment on, so the recovery at start is watched too."""
+        recovery = cast(TableManager, app.tables).recovery
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                remaining = recovery.active_remaining_total()
+                if not watch.stalled(recovery.in_recovery, remaining):
+                    continue
+                mode_logging.cry(file=sys.stderr)
+                log.critical(
+                    "stream_recovery_stalled_exit",
+                    remaining=remaining,
+                    patience_seconds=watch.patience,
+                    exit_status=EXIT_STATUS,
+                )
+            except Exception:
+                log.exception("stream_recovery_watch_failed")
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_STATUS)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def start_watch(app: faust.App, *args: Any, **kwargs: Any) -> None:
+        if not watching:
+            watching.append(asyncio.ensure_future(watch_recovery()))
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_mirror(app: faust.App, **kwargs: Any) -> None:
+        for task in watching:
+            task.cancel()
         await mirror.stop()
         await ranges.stop()
         for client in admin:

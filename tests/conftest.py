@@ -38,7 +38,8 @@ SERVICES = ROOT / "deploy" / "local" / "services.sh"
 KAFKA_PORT = int(os.environ.get("ALLIANCE_TEST_KAFKA_PORT", "29092"))
 KAFKA_ENV = {
     **os.environ,
-    "ALLIANCE_STATE_DIR": str(ROOT / ".state" / "test"),
+    # A broker per port, each its own state (two suites may run side by side, each with its ALLIANCE_TEST_KAFKA_PORT).
+    "ALLIANCE_STATE_DIR": str(ROOT / ".state" / ("test" if KAFKA_PORT == 29092 else f"test-{KAFKA_PORT}")),
     "ALLIANCE_KAFKA_PORT": str(KAFKA_PORT),
     "ALLIANCE_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
     "ALLIANCE_VENV": str(BIN.parent),

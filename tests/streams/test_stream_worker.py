@@ -32,6 +32,7 @@ from schemas.events import StatusEvent
 from streams.app import open_alerts
 from streams.portfolio import compute
 from streams.projection import ProjectView, fold
+from streams.recovery import EXIT_STATUS
 from tests.streams.events import project_stream
 
 pytestmark = pytest.mark.timeout(300)
@@ -45,11 +46,18 @@ def free_port() -> int:
 
 
 class StreamWorker:
-    def __init__(self, settings: Settings, logs: Path) -> None:
+    """`alliance streams` as a subprocess, its output in `logs/streams-<n>.log`. Supervised as in Compose or
+    Kubernetes: a worker that exits with EXIT_STATUS (a stalled recovery, streams/recovery.py) is started again, and
+    counted in `restarts`; `supervised=False` leaves it stopped."""
+
+    def __init__(self, settings: Settings, logs: Path, supervised: bool = True) -> None:
         self.settings = settings
         self.logs = logs
+        self.supervised = supervised
         self.process: asyncio.subprocess.Process | None = None
+        self.supervisor: asyncio.Task[None] | None = None
         self.started = 0
+        self.restarts = 0
         self.env = {
             **os.environ,
             "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -65,6 +73,7 @@ class StreamWorker:
             "ALLIANCE_STREAMS_SNAPSHOT_SECONDS": "2",
             "ALLIANCE_STREAMS_SESSION_TIMEOUT_SECONDS": "10",
             "ALLIANCE_STREAMS_WARN_DAYS": str(settings.streams_warn_days),
+            "ALLIANCE_STREAMS_RECOVERY_PATIENCE_SECONDS": str(settings.streams_recovery_patience_seconds),
         }
 
     async def start(self) -> None:
@@ -73,8 +82,19 @@ class StreamWorker:
                 ALLIANCE, "streams", env=self.env, stdout=log, stderr=log
             )
         self.started += 1
+        if self.supervised:
+            self.supervisor = asyncio.create_task(self._restart_on_exit_status(self.process))
+
+    async def _restart_on_exit_status(self, process: asyncio.subprocess.Process) -> None:
+        if await process.wait() == EXIT_STATUS:
+            self.restarts += 1
+            print(f"supervisor: the stream worker exited with {EXIT_STATUS}, started again ({self.restarts})")
+            await self.start()
 
     async def kill(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.cancel()
+            self.supervisor = None
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
             await self.process.wait()
@@ -106,6 +126,7 @@ async def stream_worker(settings: Settings, tmp_path: Path) -> Any:
             "streams_web_port": free_port(),
             "streams_warn_days": 120,  # the test events' review deadlines are in early 2027
             "streams_data_dir": tmp_path / "streams-data",
+            "streams_recovery_patience_seconds": 20.0,
         }
     )
     await ensure_topics(configured, streams=True)
@@ -114,6 +135,48 @@ async def stream_worker(settings: Settings, tmp_path: Path) -> Any:
         yield worker
     finally:
         await worker.kill()
+
+
+async def test_a_recovery_that_reads_nothing_ends_the_worker_for_its_supervisor_to_start_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A views changelog whose last offset is a transaction marker (what a transactional producer leaves, such as a
+    faust exactly_once deployment): faust's recovery waits for a record at that offset, which never comes. After the
+    patience (streams/recovery.py) the worker exits with EXIT_STATUS, its threads and tasks in its log."""
+    configured = settings.model_copy(
+        update={
+            "streams_web_port": free_port(),
+            "streams_data_dir": tmp_path / "streams-data",
+            "streams_recovery_patience_seconds": 2.0,
+        }
+    )
+    await ensure_topics(configured, streams=True)
+    view = fresh(project_stream("ke-marker-0", "KE"))["ke-marker-0"]
+    producer = AIOKafkaProducer(
+        **kafka_options(configured), transactional_id=f"{configured.streams_app_id}-tx", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_and_wait(
+                configured.views_changelog_topic,
+                json.dumps("ke-marker-0").encode(),
+                view.model_dump_json().encode(),
+                partition=0,
+            )
+    finally:
+        await producer.stop()
+    worker = StreamWorker(configured, tmp_path, supervised=False)
+    await worker.start()
+    assert worker.process is not None
+    try:
+        status = await asyncio.wait_for(worker.process.wait(), 120)
+    finally:
+        await worker.kill()
+    log = (tmp_path / "streams-0.log").read_text(errors="replace")
+    assert status == EXIT_STATUS, log[-3000:]
+    assert "stream_recovery_stalled_exit" in log
+    assert "THREAD" in log  # mode's dump of threads and tasks
 
 
 def fresh(events: list[StatusEvent]) -> dict[str, ProjectView]:
@@ -305,6 +368,10 @@ async def why_not_served(
     lines.append(f"status topic end offsets {[ends[tp] for tp in tps]}, group committed {committed}")
     for worker in workers:
         lines.append(f"worker on port {worker.settings.streams_web_port}: {await _try(worker.get('/partitions/'))}")
+    for worker in workers:  # a live worker writes its threads' stacks and its asyncio tasks to its log (mode's SIGUSR1)
+        if worker.process is not None and worker.process.returncode is None:
+            worker.process.send_signal(signal.SIGUSR1)
+    await asyncio.sleep(2)
     for log in sorted({log for worker in workers for log in worker.logs.glob("streams-*.log")}):  # logs may share a dir
         text = log.read_text(errors="replace").splitlines()
         marks = [line for line in text if any(m in line for m in ("generation id", "ERROR", "WARNING", "Error"))]
@@ -372,6 +439,15 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
         served = await eventually(stream_worker, "/portfolio/", everything)
         if served != everything:
             pytest.fail(await why_not_served(settings, streams, stream_worker, (stream_worker, second)))
+        # What the killed worker left folded may be all there is to serve: the survivor must also fold, on every
+        # partition, what comes after the takeover (its table recovery done).
+        after = [project_stream(f"ke-after-{n}", ("KE", "ZM", "NG")[n % 3]) for n in range(12)]
+        await publish(settings, [(e.subject.encode(), e.model_dump_json().encode()) for s in after for e in s])
+        streams += after
+        everything = portfolio(streams)
+        served = await eventually(stream_worker, "/portfolio/", everything)
+        if served != everything:
+            pytest.fail(await why_not_served(settings, streams, stream_worker, (stream_worker, second)))
 
         # The snapshots topic (compacted; published by the group's leader, now the survivor) ends on the same totals.
         wanted = {
@@ -392,7 +468,8 @@ async def test_two_stream_workers_share_the_topic_and_one_takes_over_with_the_to
         repaired = await stream_worker.repairs()
         print(
             f"checked: {len(streams)} projects; the survivor took over partitions {sorted(second_owns)} and its totals "
-            f"equal a fresh computation; records read again by offset: {repaired:.0f}"
+            f"equal a fresh computation; records read again by offset: {repaired:.0f}; restarts after a stalled "
+            f"recovery: {stream_worker.restarts}"
         )
     finally:
         await second.kill()
