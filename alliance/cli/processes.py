@@ -61,6 +61,7 @@ def dev(
     worker; Ctrl-C stops all."""
     from alliance.demo import run_demo
     from alliance.worker import run_worker
+    from streams.recovery import EXIT_STATUS
 
     settings = get_settings()
     logs.configure(settings)
@@ -72,7 +73,17 @@ def dev(
     helpers = [subprocess.Popen([alliance, "api"]), subprocess.Popen([alliance, "streams"])]
     try:
 
+        async def restart_streams() -> None:
+            """As Compose and Kubernetes do: a stream worker that exits with EXIT_STATUS (a stalled table recovery,
+            streams/recovery.py) is started again."""
+            while True:
+                await asyncio.sleep(1)
+                if helpers[1].poll() == EXIT_STATUS:
+                    out.print("[yellow]The stream worker's table recovery stalled (see its log); starting it again.[/]")
+                    helpers[1] = subprocess.Popen([alliance, "streams"])
+
         async def main(stop: asyncio.Event) -> None:
+            supervisor = asyncio.create_task(restart_streams())
             worker_task = asyncio.create_task(run_worker(settings, stop))
             if demo:
                 for line in await run_demo(await connect(settings)):
@@ -83,6 +94,7 @@ def dev(
                 f"{settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything."
             )
             await worker_task
+            supervisor.cancel()
 
         run_until_interrupted(main)
     finally:
