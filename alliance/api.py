@@ -49,7 +49,7 @@ from alliance.settings import Settings, get_settings
 from alliance.tokens import CredentialError, Edge
 from schemas.decisions import AwaitProgress, Decision, Institution, Progress, Receipt
 from schemas.identity import Identity
-from schemas.proposal import PROJECT_ID_PATTERN, Proposal
+from schemas.proposal import PROJECT_ID_PATTERN, Proposal, Sector
 from schemas.status import ProjectStatus, Stage
 from workflows import catalogue
 
@@ -320,7 +320,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         service: Service,
         stage: Stage | None = None,
         country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
-        sector: Annotated[str | None, Query(max_length=40)] = None,
+        sector: Sector | None = None,
         pending: Institution | None = None,
         page_size: PageSize = PAGE_SIZE,
         page_token: PageToken = None,
@@ -331,7 +331,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             identity,
             stage=stage.value if stage else None,
             country=country,
-            sector=sector,
+            sector=sector.value if sector else None,
             pending=pending.value if pending else None,
             page_size=page_size,
             page_token=page_token,

@@ -35,6 +35,7 @@ from schemas.decisions import (
 )
 from schemas.identity import Identity, Role
 from schemas.money import Money
+from schemas.proposal import Sector
 from schemas.stage import Stage
 
 DecisionIdOpt = Annotated[
@@ -288,16 +289,21 @@ def wait(
 
 def list_projects(
     ctx: typer.Context,
-    stage: Annotated[str | None, typer.Option(help="e.g. financing, delivery, completed")] = None,
+    stage: Annotated[Stage | None, typer.Option(help="Projects in this stage")] = None,
     country: Annotated[str | None, typer.Option(help="ISO code, e.g. ZM")] = None,
-    sector: Annotated[str | None, typer.Option(help="e.g. smart_cities")] = None,
+    sector: Annotated[Sector | None, typer.Option(help="Projects of this sector")] = None,
     pending: Annotated[Institution | None, typer.Option(help="Projects waiting for this institution")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every matching project, not only the first --limit")] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many to show without --all")] = LIST_LIMIT,
 ) -> None:
     """Projects, from Temporal visibility (newest first), filtered by stage, country, sector or pending
     institution."""
-    filters = Filters(stage=stage, country=country, sector=sector, pending=pending.value if pending else None)
+    filters = Filters(
+        stage=stage.value if stage else None,
+        country=country,
+        sector=sector.value if sector else None,
+        pending=pending.value if pending else None,
+    )
 
     async def rows(ops: Operations) -> tuple[list[ProjectRow], int]:
         page = await ops.page(filters, limit if not all_ else 1000, None)

@@ -478,6 +478,10 @@ async def test_lists_are_complete_a_page_at_a_time(api: Api, projects: Projects)
         AUDITOR, "GET", f"/projects?country=ZM&page_size=3&page_token={first['next_page_token']}"
     )
     assert elsewhere.status_code == 422 and "other filters" in elsewhere.json()["message"]
+    # A stage or sector outside its fixed set is refused, never answered with an empty page that reads as "none".
+    for query in ("/projects?stage=nonsense", "/projects?sector=farming"):
+        refused = await api.call(AUDITOR, "GET", query)
+        assert refused.status_code == 422, (query, refused.text)
 
 
 async def test_an_inbox_is_ordered_by_deadline_across_pages(api: Api, projects: Projects) -> None:

@@ -128,6 +128,9 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
         ("decide", "p1", "--institution", "worldbank", "--reject", "r"): "Invalid value for '--institution'",
         ("decide", "p1", "--institution", "cdb", "--unexpected", "3"): "No such option: --unexpected",
         ("no-such-command",): "No such command 'no-such-command'",
+        # Filters with a fixed set of values are refused, not answered with an empty list that looks like "none".
+        ("list", "--stage", "nonsense"): "Invalid value for '--stage'",
+        ("list", "--sector", "farming"): "Invalid value for '--sector'",
     }
     for args, expected in usage.items():
         wrong = await cli(settings, *args)
