@@ -7,6 +7,8 @@ Needs a broker (`deploy/local/services.sh start kafka`). Publishes a burst of st
 lifecycle up to its first disbursement, the same stream the tests use) to a fresh topic, then measures:
 - baseline: a plain aiokafka consumer reading every record of the topic (bytes only), and the same consumer also
   parsing and folding each event in-process (the stream worker's own work without faust and Kafka writes);
+- the engine's floor: a faust agent batching the same topic the same way and only acknowledging each record
+  (`bench.faust_floor`): what faust costs before any work of ours;
 - the stream worker (`alliance streams` as a process, started after the burst: a rebuild from the topic): events
   per second from its first to its last feed record, and the rebuild time from its start to its last feed record;
 - lag from publish to table update (the feed record is written with the table, in the same batch): p50 / p99,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -151,6 +154,28 @@ async def start_worker(settings: Settings) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(ALLIANCE, "streams", env=env, stdout=log, stderr=log)
 
 
+async def faust_floor(settings: Settings, count: int) -> float:
+    """Records per second through a faust agent that only acknowledges them (`bench.faust_floor`), same topic."""
+    out = Path(f"/tmp/floor-{settings.streams_app_id}.json")
+    out.unlink(missing_ok=True)
+    args = [settings.kafka_bootstrap_servers, settings.status_topic, str(settings.topic_partitions), str(count)]
+    with open(f"/tmp/floor-{settings.streams_app_id}.log", "wb") as log:
+        floor = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.faust_floor", *args, str(out), stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not out.exists() and time.monotonic() < deadline and floor.returncode is None:
+            await asyncio.sleep(0.2)
+        if not out.exists():
+            raise RuntimeError(f"the faust floor agent did not take {count} records (log /tmp/floor-*.log)")
+        seen = json.loads(out.read_text())
+        return float(seen["count"]) / max(seen["last"] - seen["first"], 1e-6)
+    finally:
+        floor.terminate()
+        await floor.wait()
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """(resident now, peak resident) of a process, KiB, from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -197,6 +222,7 @@ async def main(projects: int, bootstrap: str, rate: float) -> None:
 
     plain = await read_all(settings, settings.status_topic, len(burst), fold_events=False)
     folding = await read_all(settings, settings.status_topic, len(burst), fold_events=True)
+    floor = await faust_floor(settings, len(burst))
 
     started = time.time()
     worker = await start_worker(settings)
@@ -222,6 +248,10 @@ async def main(projects: int, bootstrap: str, rate: float) -> None:
     print(f"{'reader':<48}{'events/s':>12}{'vs plain':>10}{'vs fold':>10}")
     print(f"{'plain aiokafka consumer (bytes)':<48}{plain:>12,.0f}{1.0:>10.2f}{plain / folding:>10.2f}")
     print(f"{'aiokafka consumer + parse + fold (in process)':<48}{folding:>12,.0f}{folding / plain:>10.2f}{1.0:>10.2f}")
+    print(
+        f"{'faust agent, records only acknowledged (floor)':<48}{floor:>12,.0f}"
+        f"{floor / plain:>10.2f}{floor / folding:>10.2f}"
+    )
     print(
         f"{'stream worker (faust: batches, table + feed)':<48}{worker_rate:>12,.0f}"
         f"{worker_rate / plain:>10.2f}{worker_rate / folding:>10.2f}"

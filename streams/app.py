@@ -16,7 +16,9 @@ portfolio; snapshots and deadline alerts are published by the group's leader onl
 
 Records are taken in batches (`take_events`: up to BATCH_MAX, or what arrived within BATCH_SECONDS): each batch is
 folded in memory, in offset order per partition (so per project), then its table writes and derived records are
-sent together and flushed, then its checkpoints, and only then are its offsets acknowledged.
+handed to the producer at once; its checkpoints follow once those (and every earlier batch's) are delivered, and only
+then are its offsets acknowledged (`streams.delivery`: several batches' checkpoints in one write, so the folding loop
+never waits for the broker).
 
 Processing guarantee: at least once, with idempotent table updates. A record delivered again after a crash or a
 rebalance is at or below its partition's checkpoint (or, at worst, a duplicate to the project view), so the tables
@@ -34,7 +36,6 @@ import functools
 import json
 import os
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ from schemas.decisions import Institution
 from schemas.derived import Alert, AlertKind, Dimension, PortfolioSnapshot
 from streams.alerts import gap_alert, review_and_stall_alerts
 from streams.checkpoint import STALL_CHECKS, BatchFold, BatchOutput, Record, Stalls, StatusRanges, check_record
+from streams.delivery import Checkpoints
 from streams.mirror import ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView
@@ -69,7 +71,6 @@ REPAIRS = Counter(
 )
 BATCH_MAX = 2000
 BATCH_SECONDS = 0.005
-IN_FLIGHT = 16
 REVIEWS_OPEN = Gauge("alliance_reviews_open", "Financing reviews open now", ["institution"])
 REVIEWS_OVERDUE = Gauge("alliance_reviews_overdue", "Open financing reviews past their deadline", ["institution"])
 
@@ -224,16 +225,16 @@ def create_app(settings: Settings) -> StreamApp:
         changelog records are JSON key and value, as faust writes and recovers them."""
         return await app.producer.send(topic, key, value, partition, None, None)
 
-    async def write(out: BatchOutput) -> Callable[[asyncio.Task[None] | None], Awaitable[None]]:
-        """Applies a batch to the tables in memory and hands its records to the producer; returns what waits for
-        their delivery: effects first (table changelog, feed, alerts, dead letters), then the checkpoints, so a
-        checkpoint in the changelog always follows the effects of the records it covers."""
+    async def write(out: BatchOutput) -> list[Awaitable[Any]]:
+        """Applies a batch to the tables in memory and hands its effect records (table changelog, feed, alerts, dead
+        letters) to the producer; returns their delivery futures. The checkpoints follow in `write_checkpoints`."""
         sent = []
         for project, (partition, view) in out.views.items():
             views.data[project] = view
             sent.append(await send(views_changelog, _dumps(project), _json(view), partition))
-        for event in out.feed:
-            sent.append(await send(feed.get_topic_name(), event.subject.encode(), _json(event)))
+        for event in out.feed:  # the value as published when this batch read it (not written again)
+            value = out.published.get(event.id) or _json(event)
+            sent.append(await send(feed.get_topic_name(), event.subject.encode(), value))
         for alert in out.alerts:
             sent.append(await send(alerts.get_topic_name(), alert.alert_id.encode(), _json(alert)))
         for letter in out.dead_letters:
@@ -243,50 +244,35 @@ def create_app(settings: Settings) -> StreamApp:
             progress.data[str(partition)] = offset
         if out.read_again:
             REPAIRS.inc(out.read_again)
+        return sent
 
-        async def delivered(previous: asyncio.Task[None] | None) -> None:
-            await asyncio.gather(*sent)
-            if previous is not None:
-                await previous  # the checkpoints of one partition reach the changelog in order
-            checkpoints = [
-                await send(progress_changelog, _dumps(str(partition)), _dumps(offset), partition)
-                for partition, offset in out.progress.items()
-            ]
-            await asyncio.gather(*checkpoints)
-
-        return delivered
+    async def write_checkpoints(done: dict[int, int]) -> None:
+        """Checkpoint records (partition → offset of the last record handled), returning once delivered."""
+        sent = [await send(progress_changelog, _dumps(str(p)), _dumps(offset), p) for p, offset in done.items()]
+        await asyncio.gather(*sent)
 
     @app.agent(source)
     async def fold_events(stream: faust.StreamT[bytes]) -> None:
-        """Batches folded one after another, never waiting for Kafka: a batch's records are delivered in the
-        background, and its offsets acknowledged only once they are (each message holds one more reference until
-        then). At most IN_FLIGHT batches are undelivered; a delivery that fails stops the agent (and the worker),
-        whose offsets are then not committed past it."""
-        in_flight: deque[asyncio.Task[None]] = deque()
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_SECONDS):  # type: ignore[attr-defined]
-            while in_flight and (in_flight[0].done() or len(in_flight) >= IN_FLIGHT):
-                await in_flight.popleft()  # raises what the delivery raised
-            work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read, stalls)
-            for event in batch:
-                message = event.message
-                message.incref()
-                record = Record(message.topic, message.partition, message.offset, message.key, message.value)
-                if message.topic == checks_topic:
-                    await work.check(record)
-                else:
-                    await work.status(record)
-            delivered = await write(work.out)
-            previous = in_flight[-1] if in_flight else None
-            in_flight.append(asyncio.create_task(acknowledged(delivered, previous, list(batch))))
-
-    async def acknowledged(
-        delivered: Callable[[asyncio.Task[None] | None], Awaitable[None]],
-        previous: asyncio.Task[None] | None,
-        batch: list[Any],
-    ) -> None:
-        await delivered(previous)
-        for event in batch:
-            event.ack()
+        """Batches folded one after another, never waiting for Kafka: a batch's effect records are handed to the
+        producer, and its checkpoints written and its offsets acknowledged in the background once they (and every
+        earlier batch's) are delivered (`streams.delivery`; each message holds one more reference until then). A
+        delivery that fails stops the agent (and the worker), whose offsets are then not committed past it."""
+        checkpoints = Checkpoints(write_checkpoints)
+        try:
+            async for batch in stream.take_events(BATCH_MAX, within=BATCH_SECONDS):  # type: ignore[attr-defined]
+                work = BatchFold(stored_view, stored_progress, ranges.beginning, ranges.read, stalls)
+                for event in batch:
+                    message = event.message
+                    message.incref()
+                    record = Record(message.topic, message.partition, message.offset, message.key, message.value)
+                    if message.topic == checks_topic:
+                        await work.check(record)
+                    else:
+                        await work.status(record)
+                sent = await write(work.out)
+                await checkpoints.add(sent, work.out.progress, [event.ack for event in batch])
+        finally:
+            await checkpoints.close()
 
     async def all_views() -> list[ProjectView]:
         return list((await mirror.catch_up()).values())

@@ -115,6 +115,7 @@ class BatchOutput:
 
     views: dict[str, tuple[int, ProjectView]] = field(default_factory=dict)  # project → (partition, view)
     feed: list[StatusEvent] = field(default_factory=list)
+    published: dict[str, bytes] = field(default_factory=dict)  # event id → its record's value as published
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     progress: dict[int, int] = field(default_factory=dict)  # partition → offset of the last record handled
@@ -194,6 +195,8 @@ class BatchFold:
         if isinstance(read, Refused):
             self._dead_letter(record, read.reason)
             return
+        if record.value is not None:
+            self.out.published.setdefault(read.id, record.value)
         try:
             self._fold(record.partition, read)
         except Exception as err:  # a bug must not stop the worker on one record: the record is set aside, said why

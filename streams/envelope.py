@@ -49,30 +49,42 @@ def explain(err: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(said)
 
 
-def read_record(key: bytes | None, value: bytes | None) -> StatusEvent | Refused:
-    """The event a status-topic record carries, or why it is refused."""
-    if not value:
-        return Refused("value: empty record; a CloudEvent in JSON (structured mode) is expected")
-    try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        return Refused(f"value: not JSON in UTF-8 ({err})")
-    if not isinstance(raw, dict):
-        return Refused("value: a CloudEvents envelope is a JSON object")
-    kind = raw.get("type")
-    if not isinstance(kind, str) or not kind.startswith(TYPE_PREFIX):
-        return Refused(f"type: '{kind}' is not an alliance project event ('{TYPE_PREFIX}<kind>')")
-    schema = raw.get("dataschema")
+def _schema_refusal(kind: str, schema: Any) -> Refused | None:
     if isinstance(schema, str) and (found := SCHEMA_URN.match(schema)) is not None:
         version = int(found["version"])
         if version > SCHEMA_VERSION:
             return Refused(f"dataschema: version {version} is newer than this worker's {SCHEMA_VERSION} ({schema})")
         if found["type"] != kind:
             return Refused(f"dataschema: '{schema}' is the schema of {found['type']}, not of type '{kind}'")
+    return None
+
+
+def _refusal(value: bytes, err: ValidationError) -> Refused:
+    """Why a record that does not validate is refused: the envelope's own rules first (JSON object, an alliance
+    type, a schema version this worker knows), then the validation errors, each naming its field."""
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as bad:
+        return Refused(f"value: not JSON in UTF-8 ({bad})")
+    if not isinstance(raw, dict):
+        return Refused("value: a CloudEvents envelope is a JSON object")
+    kind = raw.get("type")
+    if not isinstance(kind, str) or not kind.startswith(TYPE_PREFIX):
+        return Refused(f"type: '{kind}' is not an alliance project event ('{TYPE_PREFIX}<kind>')")
+    return _schema_refusal(kind, raw.get("dataschema")) or Refused(explain(err, raw))
+
+
+def read_record(key: bytes | None, value: bytes | None) -> StatusEvent | Refused:
+    """The event a status-topic record carries, or why it is refused. The record is parsed once when it is valid
+    (the common case); a record that is not is parsed again as plain JSON to say why."""
+    if not value:
+        return Refused("value: empty record; a CloudEvent in JSON (structured mode) is expected")
     try:
         event = StatusEvent.model_validate_json(value)
     except ValidationError as err:
-        return Refused(explain(err, raw))
+        return _refusal(value, err)
+    if (refused := _schema_refusal(event.type, event.dataschema)) is not None:
+        return refused
     if key != event.subject.encode():
         shown = key.decode("utf-8", "replace") if key is not None else None
         return Refused(f"key: the record key {shown!r} is not the event's project '{event.subject}' (its subject)")
