@@ -58,7 +58,7 @@ from schemas.derived import Alert, AlertKind, Dimension, PortfolioSnapshot
 from streams.alerts import gap_alert, review_and_stall_alerts
 from streams.checkpoint import STALL_CHECKS, BatchFold, BatchOutput, Record, Stalls, StatusRanges, check_record
 from streams.delivery import Checkpoints
-from streams.mirror import ViewMirror, ViewsUnavailable
+from streams.mirror import WRITER_HEADER, ViewMirror, ViewsUnavailable
 from streams.portfolio import Portfolio, compute
 from streams.projection import Gap, ProjectView
 from streams.recovery import EXIT_STATUS, WATCH_SECONDS, RecoveryWatch
@@ -198,7 +198,6 @@ def create_app(settings: Settings) -> StreamApp:
     for table, expected in ((views, settings.views_changelog_topic), (progress, progress_changelog_topic(settings))):
         if table.changelog_topic.get_topic_name() != expected:
             raise RuntimeError(f"faust names a changelog {table.changelog_topic.get_topic_name()}, not {expected}")
-    mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions)
     ranges = StatusRanges(kafka_options(settings), settings.status_topic)
     stalls = Stalls(grace=STALL_CHECKS * settings.streams_snapshot_seconds)
     admin: list[AIOKafkaAdminClient] = []
@@ -213,6 +212,13 @@ def create_app(settings: Settings) -> StreamApp:
             return stored
         return ProjectView.model_validate(stored)
 
+    def own_view(project: str) -> ProjectView | None:
+        """The view object this worker's table holds (the mirror takes it for records this process wrote)."""
+        stored = views.data.get(project)
+        return stored if isinstance(stored, ProjectView) else None
+
+    mirror = ViewMirror(kafka_options(settings), settings.views_changelog_topic, partitions, own=own_view)
+
     def stored_progress(partition: int) -> int | None:
         done = progress.data.get(str(partition))
         return int(done) if done is not None else None
@@ -220,10 +226,14 @@ def create_app(settings: Settings) -> StreamApp:
     views_changelog = views.changelog_topic.get_topic_name()
     progress_changelog = progress.changelog_topic.get_topic_name()
 
-    async def send(topic: str, key: Any, value: Any, partition: int | None = None) -> Awaitable[Any]:
+    writer = [(WRITER_HEADER, mirror.writer)]
+
+    async def send(
+        topic: str, key: Any, value: Any, partition: int | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Awaitable[Any]:
         """One record to the producer's accumulator (not awaited for delivery: the batch gathers them). Table
         changelog records are JSON key and value, as faust writes and recovers them."""
-        return await app.producer.send(topic, key, value, partition, None, None)
+        return await app.producer.send(topic, key, value, partition, None, headers)
 
     async def write(out: BatchOutput) -> list[Awaitable[Any]]:
         """Applies a batch to the tables in memory and hands its effect records (table changelog, feed, alerts, dead
@@ -231,7 +241,7 @@ def create_app(settings: Settings) -> StreamApp:
         sent = []
         for project, (partition, view) in out.views.items():
             views.data[project] = view
-            sent.append(await send(views_changelog, _dumps(project), _json(view), partition))
+            sent.append(await send(views_changelog, _dumps(project), _json(view), partition, writer))
         for event in out.feed:  # the value as published when this batch read it (not written again)
             value = out.published.get(event.id) or _json(event)
             sent.append(await send(feed.get_topic_name(), event.subject.encode(), value))

@@ -105,48 +105,53 @@ async def test_the_folding_loop_waits_when_too_many_records_wait_for_their_check
     await checkpoints.close()
 
 
-async def test_random_delivery_orders_never_checkpoint_ahead_of_an_undelivered_effect() -> None:
-    """60 batches, each with 0 to 2 effects delivered in a random order while the loop goes on, 30 seeds: every
-    checkpoint write finds the effects of every batch it covers delivered, and offsets only go forward."""
-    for seed in range(30):
-        rng = random.Random(seed)
-        loop = asyncio.get_running_loop()
-        effects_of: list[list[asyncio.Future[None]]] = []
-        written: list[int] = []
-        ahead: list[int] = []
+async def random_run(seed: int) -> tuple[list[int], list[int], int]:
+    """60 batches, each with 0 to 2 effects, delivered in a random order while the loop goes on; returns the
+    checkpoint writes made while an effect they cover was undelivered, every write's offset, and the acks."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    effects_of: list[list[asyncio.Future[None]]] = []
+    written: list[int] = []
+    ahead: list[int] = []
+    acked = 0
 
-        async def write(progress: dict[int, int], written: list[int] = written, ahead: list[int] = ahead) -> None:
-            covered = progress[0]
-            if not all(f.done() for batch in effects_of[: covered + 1] for f in batch):
-                ahead.append(covered)
-            written.append(covered)
-            await asyncio.sleep(rng.random() / 1000)
+    async def write(progress: dict[int, int]) -> None:
+        covered = progress[0]
+        if not all(f.done() for batch in effects_of[: covered + 1] for f in batch):
+            ahead.append(covered)
+        written.append(covered)
+        await asyncio.sleep(rng.random() / 1000)
 
-        def deliver_some() -> None:
-            pending = [f for batch in effects_of for f in batch if not f.done()]
-            for future in rng.sample(pending, k=min(len(pending), rng.randint(0, 3))):
-                future.set_result(None)
+    def deliver_some() -> None:
+        pending = [f for batch in effects_of for f in batch if not f.done()]
+        for future in rng.sample(pending, k=min(len(pending), rng.randint(0, 3))):
+            future.set_result(None)
 
-        checkpoints = Checkpoints(write, limit=25)
-        acked = 0
+    def ack() -> None:
+        nonlocal acked
+        acked += 1
 
-        def ack() -> None:
-            nonlocal acked
-            acked += 1
-
-        for batch in range(60):
-            effects_of.append([loop.create_future() for _ in range(rng.randint(0, 2))])
-            adding = asyncio.create_task(checkpoints.add(effects_of[-1], {0: batch}, [ack] * 3))
-            while not adding.done():
-                deliver_some()
-                await asyncio.sleep(0)
+    checkpoints = Checkpoints(write, limit=25)
+    for batch in range(60):
+        effects_of.append([loop.create_future() for _ in range(rng.randint(0, 2))])
+        adding = asyncio.create_task(checkpoints.add(effects_of[-1], {0: batch}, [ack] * 3))
+        while not adding.done():
             deliver_some()
-        for batch in effects_of:
-            for future in batch:
-                if not future.done():
-                    future.set_result(None)
-        await checkpoints.drain()
-        await checkpoints.close()
+            await asyncio.sleep(0)
+        deliver_some()
+    for future in (f for batch in effects_of for f in batch):
+        if not future.done():
+            future.set_result(None)
+    await checkpoints.drain()
+    await checkpoints.close()
+    return ahead, written, acked
+
+
+async def test_random_delivery_orders_never_checkpoint_ahead_of_an_undelivered_effect() -> None:
+    """30 seeds: every checkpoint write finds the effects of every batch it covers delivered, offsets only go
+    forward, and every record is acknowledged once."""
+    for seed in range(30):
+        ahead, written, acked = await random_run(seed)
         assert ahead == [], seed
         assert written == sorted(written) and written[-1] == 59, seed
         assert acked == 180, seed

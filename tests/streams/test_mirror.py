@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from alliance.connections import TopicMismatch, ensure_topics, kafka_options
 from alliance.settings import Settings
 from schemas.events import StatusEvent
-from streams.mirror import ViewMirror, ViewsUnavailable
+from streams.mirror import WRITER_HEADER, ViewMirror, ViewsUnavailable
 from streams.projection import ProjectView, fold
 from tests.streams.events import project_stream
 
@@ -98,3 +100,30 @@ def fold_all(events: list[StatusEvent]) -> ProjectView:
         view = fold(view, event).view
     assert view is not None
     return view
+
+
+async def test_records_this_process_wrote_are_taken_from_its_table_and_others_are_parsed(settings: Settings) -> None:
+    """The worker marks its changelog records with its `writer` id: the mirror takes those views from the table (no
+    second parse of what this process folded), parses everyone else's, and parses its own when the table no longer
+    holds the project as an object (a partition recovered from the changelog)."""
+    await ensure_topics(settings, streams=True)
+    topic = settings.views_changelog_topic
+    table: dict[str, ProjectView] = {}
+    mirror = ViewMirror(kafka_options(settings), topic, settings.topic_partitions, own=table.get)
+    mine, theirs, recovered = views_after("ke-own")[-1], views_after("zm-other")[-1], views_after("ng-recovered")[-1]
+    table["ke-own"] = mine
+    producer = AIOKafkaProducer(**kafka_options(settings))
+    await producer.start()
+    try:
+        own = [(WRITER_HEADER, mirror.writer)]
+        other = [(WRITER_HEADER, b"another-process")]
+        for view, headers in ((mine, own), (theirs, other), (recovered, own)):
+            key = json.dumps(view.project_id).encode()  # faust's table changelog keys are JSON
+            await producer.send_and_wait(topic, key=key, value=view.model_dump_json().encode(), headers=headers)
+        found = await mirror.catch_up()
+        assert found == {"ke-own": mine, "zm-other": theirs, "ng-recovered": recovered}
+        assert found["ke-own"] is mine  # the table's object, not a copy parsed from the record
+        assert mirror.parsed == 2  # the other process's record, and ours that the table does not hold
+    finally:
+        await producer.stop()
+        await mirror.stop()
