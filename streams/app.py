@@ -287,9 +287,10 @@ def create_app(settings: Settings) -> StreamApp:
     async def all_views() -> list[ProjectView]:
         return list((await mirror.catch_up()).values())
 
-    async def portfolio() -> Portfolio:
+    async def portfolio(views_now: list[ProjectView] | None = None) -> Portfolio:
+        """The portfolio of `views_now`, or of every view once the mirror caught up."""
         rules = settings.eligibility_rules()
-        return compute(await all_views(), rules.usd_per_unit, rules.rate_date)
+        return compute(views_now if views_now is not None else await all_views(), rules.usd_per_unit, rules.rate_date)
 
     async def send_checks() -> None:
         """Per partition of the status topic, the group's committed offset and the end offset, one check record to
@@ -320,7 +321,9 @@ def create_app(settings: Settings) -> StreamApp:
             if alert.kind is not AlertKind.sequence_gap and alert.alert_id not in raised:
                 raised.add(alert.alert_id)
                 await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
-        current = await portfolio()
+        await asyncio.sleep(0)  # each step runs through every view: the folding loop goes on between them
+        current = await portfolio(views_now)
+        await asyncio.sleep(0)
         for dimension, values in current.by.items():
             for value, totals in values.items():
                 key = f"{dimension}:{value}"

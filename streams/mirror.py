@@ -101,6 +101,7 @@ class TopicReader:
                         for records in batches.values():
                             for record in records:
                                 self.apply(record)
+                            await asyncio.sleep(0)  # the worker's folding loop goes on between partitions
             except TimeoutError as err:
                 raise TopicUnreadable(f"{self.topic} could not be read to its end in {self.timeout:.0f} s") from err
             except KafkaError as err:
