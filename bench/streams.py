@@ -1,6 +1,6 @@
 """Stream worker throughput and lag, next to a plain aiokafka consumer reading the same topic in the same run.
 
-    .venv/bin/python -m bench.streams [--projects 400] [--rate 500] [--bootstrap 127.0.0.1:19092]
+    .venv/bin/python -m bench.streams [--projects 400] [--rate 500] [--tick 2] [--bootstrap 127.0.0.1:19092]
     .venv/bin/python -m bench.streams --memory [--projects 200]
 
 Needs a broker (`deploy/local/services.sh start kafka`). Publishes a burst of status events (each project's
@@ -140,14 +140,15 @@ def bench_settings(bootstrap: str) -> Settings:
     )
 
 
-async def start_worker(settings: Settings) -> asyncio.subprocess.Process:
+async def start_worker(settings: Settings, tick: float = 2.0) -> asyncio.subprocess.Process:
+    """`alliance streams` on the bench's topics; `tick`: the leader's check and snapshot interval, seconds."""
     env = {**os.environ, **{f"ALLIANCE_{k.upper()}": str(v) for k, v in settings.model_dump().items() if "topic" in k}}
     env |= {
         "ALLIANCE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "ALLIANCE_STREAMS_APP_ID": settings.streams_app_id,
         "ALLIANCE_STREAMS_WEB_PORT": str(settings.streams_web_port),
         "ALLIANCE_STREAMS_DATA_DIR": str(settings.streams_data_dir),
-        "ALLIANCE_STREAMS_SNAPSHOT_SECONDS": "2",
+        "ALLIANCE_STREAMS_SNAPSHOT_SECONDS": str(tick),
         "ALLIANCE_LOG_LEVEL": "WARNING",
     }
     with open(f"/tmp/{settings.streams_app_id}.log", "wb") as log:
@@ -207,7 +208,7 @@ async def memory(projects: int, bootstrap: str) -> None:
         print(f"{len(events):>10,}{per_project:>13}{took:>12.1f}{rss / 1024:>10.0f}{peak / 1024:>10.0f}")
 
 
-async def main(projects: int, bootstrap: str, rate: float) -> None:
+async def main(projects: int, bootstrap: str, rate: float, tick: float) -> None:
     settings = bench_settings(bootstrap)
     await ensure_topics(settings, streams=True)
     countries = ("KE", "ZM", "NG", "TH")
@@ -225,7 +226,7 @@ async def main(projects: int, bootstrap: str, rate: float) -> None:
     floor = await faust_floor(settings, len(burst))
 
     started = time.time()
-    worker = await start_worker(settings)
+    worker = await start_worker(settings, tick)
     try:
         times = await feed_times(settings, len(burst))
         stamps = sorted(times.values())
@@ -261,7 +262,10 @@ async def main(projects: int, bootstrap: str, rate: float) -> None:
     if lags:
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
         p50 = statistics.median(lags)
-        print(f"publish → table update lag over {len(lags)} events at {rate:.0f}/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        print(
+            f"publish → table update lag over {len(lags)} events at {rate:.0f}/s (leader tick {tick:g} s): "
+            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
     print(f"portfolio counted {counted} projects (expected {projects + paced_projects})")
 
 
@@ -271,10 +275,11 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500.0, help="events per second of the paced burst (lag)")
     parser.add_argument("--memory", action="store_true", help="leader memory with 1x, 10x, 100x the events")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--tick", type=float, default=2.0, help="the leader's check and snapshot interval, seconds")
     args = parser.parse_args()
     if args.memory:
         asyncio.run(memory(args.projects, args.bootstrap))
     else:
-        asyncio.run(main(args.projects, args.bootstrap, args.rate))
+        asyncio.run(main(args.projects, args.bootstrap, args.rate, args.tick))
     sys.stdout.flush()
     os._exit(0)
