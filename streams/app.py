@@ -59,7 +59,7 @@ from streams.alerts import gap_alert, review_and_stall_alerts
 from streams.checkpoint import STALL_CHECKS, BatchFold, BatchOutput, Record, Stalls, StatusRanges, check_record
 from streams.delivery import Checkpoints
 from streams.mirror import WRITER_HEADER, ViewMirror, ViewsUnavailable
-from streams.portfolio import Portfolio, compute
+from streams.portfolio import LivePortfolio, Portfolio
 from streams.projection import Gap, ProjectView
 from streams.recovery import EXIT_STATUS, WATCH_SECONDS, RecoveryWatch
 
@@ -287,10 +287,17 @@ def create_app(settings: Settings) -> StreamApp:
     async def all_views() -> list[ProjectView]:
         return list((await mirror.catch_up()).values())
 
-    async def portfolio(views_now: list[ProjectView] | None = None) -> Portfolio:
-        """The portfolio of `views_now`, or of every view once the mirror caught up."""
-        rules = settings.eligibility_rules()
-        return compute(views_now if views_now is not None else await all_views(), rules.usd_per_unit, rules.rate_date)
+    rules = settings.eligibility_rules()
+    live = LivePortfolio(rules.usd_per_unit, rules.rate_date)
+
+    async def portfolio() -> Portfolio:
+        """The portfolio once the mirror caught up: only the views it replaced since the last call are counted
+        again (`streams.portfolio.LivePortfolio`)."""
+        views_now = await mirror.catch_up()
+        for project in mirror.changed:
+            live.update(views_now[project])
+        mirror.changed.clear()
+        return live.portfolio()
 
     async def send_checks() -> None:
         """Per partition of the status topic, the group's committed offset and the end offset, one check record to
@@ -321,9 +328,8 @@ def create_app(settings: Settings) -> StreamApp:
             if alert.kind is not AlertKind.sequence_gap and alert.alert_id not in raised:
                 raised.add(alert.alert_id)
                 await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
-        await asyncio.sleep(0)  # each step runs through every view: the folding loop goes on between them
-        current = await portfolio(views_now)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the alerts run through every view: the folding loop goes on before the portfolio
+        current = await portfolio()
         for dimension, values in current.by.items():
             for value, totals in values.items():
                 key = f"{dimension}:{value}"

@@ -123,6 +123,7 @@ class ViewMirror:
         own: Callable[[str], ProjectView | None] | None = None,
     ) -> None:
         self.views: dict[str, ProjectView] = {}
+        self.changed: set[str] = set()  # projects whose view was replaced since the caller last emptied it
         self.unreadable = 0
         self.parsed = 0
         self.writer = uuid.uuid4().hex.encode()
@@ -163,3 +164,4 @@ class ViewMirror:
         held = self.views.get(view.project_id)
         if held is None or progress(view) >= progress(held):
             self.views[view.project_id] = view
+            self.changed.add(view.project_id)

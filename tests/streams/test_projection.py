@@ -11,7 +11,7 @@ from schemas.decisions import Institution
 from schemas.derived import AlertKind, Dimension
 from schemas.status import Stage
 from streams.alerts import review_and_stall_alerts
-from streams.portfolio import compute
+from streams.portfolio import LivePortfolio, compute
 from streams.projection import ProjectView, fold
 from tests.streams.events import START, project_stream
 
@@ -77,6 +77,47 @@ def test_the_portfolio_sums_each_dimension_in_usd() -> None:
     assert zambia.projects_by_stage == {"financing": 1} and zambia.approved_usd == 0
     cdb = portfolio.by[Dimension.institution]["cdb"]
     assert cdb.requested_usd == Decimal("85000000.00") and cdb.approved_usd == Decimal("42500000.00")
+
+
+def versions(events: list) -> list[ProjectView]:
+    """A project's view after each of its events (what the changelog holds over time)."""
+    view: ProjectView | None = None
+    found = []
+    for event in events:
+        view = fold(view, event).view
+        found.append(view)
+    return found
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_the_portfolio_kept_one_changed_view_at_a_time_equals_the_portfolio_computed_afresh(
+    data: st.DataObject,
+) -> None:
+    """What the leader does: each view the mirror replaces is counted again, in any order, with repeats, a stale
+    version coming back, and a project id proposed again in another country (its first country's entry must go)."""
+    histories = {
+        "ke-p1": versions(project_stream("ke-p1", "KE")),
+        "zm-p2": versions(project_stream("zm-p2", "ZM", approve_cdb=False)),
+        "ke-p3": versions(project_stream("ke-p3", "KE", run="run-1") + project_stream("ke-p3", "NG", run="run-2")),
+    }
+    updates = data.draw(
+        st.lists(st.tuples(st.sampled_from(sorted(histories)), st.integers(0, 13)), min_size=1, max_size=40)
+    )
+    live = LivePortfolio(RATES, date(2026, 11, 2))
+    latest: dict[str, ProjectView] = {}
+    for project, n in updates:
+        view = histories[project][min(n, len(histories[project]) - 1)]
+        live.update(view)
+        latest[project] = view
+    assert live.portfolio() == compute(latest.values(), RATES, date(2026, 11, 2))
+    for project, history in histories.items():  # then every project at its last view
+        live.update(history[-1])
+        latest[project] = history[-1]
+    final = live.portfolio()
+    assert final == compute(latest.values(), RATES, date(2026, 11, 2))
+    assert "KE" in final.by[Dimension.country] and "NG" in final.by[Dimension.country]
+    assert final.by[Dimension.country]["KE"].projects_by_stage == {"delivery": 1}  # ke-p3 moved to Nigeria
 
 
 def test_reviews_near_or_past_their_deadline_and_stalled_projects_raise_alerts() -> None:
