@@ -176,6 +176,7 @@ def create_app(settings: Settings) -> StreamApp:
         topic_allow_declare=True,
         topic_disable_leader=False,  # leader election: snapshots and deadline alerts come from one worker
         web_host=settings.streams_web_host,
+        web_bind=settings.streams_web_host,  # faust binds every interface unless told (web_host is only advertised)
         web_port=settings.streams_web_port,
         datadir=str(settings.streams_data_dir),
         autodiscover=False,

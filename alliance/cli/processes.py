@@ -19,6 +19,7 @@ from rich.table import Table
 from alliance import logs, tracing
 from alliance.cli.render import out
 from alliance.cli.session import connect, run
+from alliance.cli.supervisor import Supervisor
 from alliance.projects import UserError
 from alliance.settings import get_settings
 
@@ -61,7 +62,6 @@ def dev(
     worker; Ctrl-C stops all."""
     from alliance.demo import run_demo
     from alliance.worker import run_worker
-    from streams.recovery import EXIT_STATUS
 
     settings = get_settings()
     logs.configure(settings)
@@ -70,41 +70,35 @@ def dev(
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")
     alliance = str(Path(sys.executable).parent / "alliance")
-    helpers = [subprocess.Popen([alliance, "api"]), subprocess.Popen([alliance, "streams"])]
+    helpers = Supervisor.of([("API", [alliance, "api"]), ("stream worker", [alliance, "streams"])])
+    helpers.start()
     try:
 
-        async def restart_streams() -> None:
-            """As Compose and Kubernetes do: a stream worker that exits with EXIT_STATUS (a stalled table recovery,
-            streams/recovery.py) is started again."""
+        async def supervise() -> None:
+            """As Compose and Kubernetes do: a helper that exits, whatever the reason, is started again."""
             while True:
                 await asyncio.sleep(1)
-                if helpers[1].poll() == EXIT_STATUS:
-                    out.print("[yellow]The stream worker's table recovery stalled (see its log); starting it again.[/]")
-                    helpers[1] = subprocess.Popen([alliance, "streams"])
+                for line in helpers.check():
+                    out.print(f"[yellow]{line}[/]")
 
         async def main(stop: asyncio.Event) -> None:
-            supervisor = asyncio.create_task(restart_streams())
+            supervisor = asyncio.create_task(supervise())
             worker_task = asyncio.create_task(run_worker(settings, stop))
             if demo:
                 for line in await run_demo(await connect(settings)):
                     out.print(line)
             out.print(
                 "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · API: "
-                f"http://{settings.api_host}:{settings.api_port}/docs · portfolio: `alliance portfolio` · Kafka: "
-                f"{settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything."
+                f"http://{settings.api_host}:{settings.api_port}/docs · stream worker: "
+                f"http://{settings.streams_web_host}:{settings.streams_web_port}/portfolio/ (`alliance portfolio`) · "
+                f"Kafka: {settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything."
             )
             await worker_task
             supervisor.cancel()
 
         run_until_interrupted(main)
     finally:
-        for helper in helpers:
-            helper.terminate()
-        for helper in helpers:
-            try:
-                helper.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                helper.kill()
+        helpers.stop()
         subprocess.run(["bash", str(SERVICES), "stop"])
 
 

@@ -499,13 +499,26 @@ async def test_records_the_group_committed_past_without_folding_are_read_again(s
     print(f"checked: {repaired:.0f} records read again by offset; the portfolio equals a fresh computation")
 
 
+def listening_on(port: int) -> set[str]:
+    """The IPv4 addresses a socket listens on at `port` (from /proc/net/tcp: state 0A is LISTEN)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, hex_port = fields[1].split(":")
+        if fields[3] == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
 async def test_a_stream_worker_asked_to_stop_stops_cleanly(stream_worker: StreamWorker) -> None:
-    """Ctrl-C or SIGTERM (what `alliance dev` and Kubernetes send): exit status 0 and no traceback."""
+    """Ctrl-C or SIGTERM (what `alliance dev` and Kubernetes send): exit status 0 and no traceback. Its HTTP server
+    listens on the configured host only (127.0.0.1 by default; faust binds every interface unless told)."""
     await stream_worker.start()
     for _ in range(60):
         if await _try(stream_worker.get("/partitions/")) is not None:
             break
         await asyncio.sleep(1)
+    assert listening_on(stream_worker.settings.streams_web_port) == {"127.0.0.1"}
     assert stream_worker.process is not None
     stream_worker.process.send_signal(signal.SIGTERM)
     code = await asyncio.wait_for(stream_worker.process.wait(), 60)
