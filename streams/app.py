@@ -49,6 +49,7 @@ from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 from mode.utils import logging as mode_logging
 from prometheus_client import Counter, Gauge
+from pydantic import TypeAdapter
 
 from alliance import metrics
 from alliance.connections import kafka_options, progress_changelog_topic
@@ -69,6 +70,7 @@ REPAIRS = Counter(
     "Status records acknowledged by the consumer group without being handled, read again from the topic and "
     "handled (streams/checkpoint.py)",
 )
+INSTANT = TypeAdapter(datetime)
 BATCH_MAX = 2000
 BATCH_SECONDS = 0.005
 REVIEWS_OPEN = Gauge("alliance_reviews_open", "Financing reviews open now", ["institution"])
@@ -424,12 +426,17 @@ def create_app(settings: Settings) -> StreamApp:
                 views_now = await all_views()
             except ViewsUnavailable as err:
                 return unavailable(self, err)
-            reviews = [
-                {"project_id": v.project_id, "institution": institution.value, "deadline": deadline.isoformat()}
+            reviews = sorted(
+                (deadline, v.project_id, institution.value)
                 for v in views_now
                 for institution, deadline in v.open_reviews.items()
-            ]
-            return self.json(sorted(reviews, key=lambda r: (r["deadline"], r["project_id"], r["institution"])))
+            )  # by the instant, whatever its UTC offset; written as the views write it (`Z` for UTC)
+            return self.json(
+                [
+                    {"project_id": project, "institution": kind, "deadline": INSTANT.dump_python(at, mode="json")}
+                    for at, project, kind in reviews
+                ]
+            )
 
     @app.page("/partitions/")
     class PartitionsView(Guarded):
