@@ -111,8 +111,8 @@ class TopicReader:
 
 class ViewMirror:
     """`own`: project id → the view this process's table holds now (None if it holds none as an object); the
-    records whose `writer` header is `writer` are taken from it instead of parsed. `parsed`: records parsed (tests
-    and the figures read it)."""
+    records whose `writer` header is `writer` are taken from it instead of parsed. `parsed`: records parsed (the
+    tests read it)."""
 
     def __init__(
         self,
