@@ -71,7 +71,7 @@ class LivePortfolio:
         self.usd_per_unit = usd_per_unit
         self.rate_date = rate_date
         self._shares: dict[str, tuple[Share, ...]] = {}
-        # (dimension, value) → [projects, {stage: projects}, requested, approved, released, disbursed (cents)]
+        # (dimension, value) → [{stage: projects}, requested, approved, released, disbursed (cents)]
         self._totals: dict[tuple[Dimension, str], list[Any]] = {}
 
     def update(self, view: ProjectView) -> None:
@@ -85,20 +85,19 @@ class LivePortfolio:
 
     def _add(self, found: tuple[Share, ...], sign: int) -> None:
         for dimension, value, stage, *cents in found:
-            totals = self._totals.setdefault((dimension, value), [0, {}, 0, 0, 0, 0])
-            totals[0] += sign
-            stages = totals[1]
+            totals = self._totals.setdefault((dimension, value), [{}, 0, 0, 0, 0])
+            stages = totals[0]
             stages[stage] = stages.get(stage, 0) + sign
             if not stages[stage]:
                 del stages[stage]
             for n, amount in enumerate(cents):
-                totals[2 + n] += sign * amount
-            if not totals[0]:
+                totals[1 + n] += sign * amount
+            if not stages:  # no project counts under it any more
                 del self._totals[(dimension, value)]
 
     def portfolio(self) -> Portfolio:
         by: dict[Dimension, dict[str, Totals]] = {d: {} for d in Dimension}
-        for (dimension, value), (_, stages, *cents) in sorted(self._totals.items()):
+        for (dimension, value), (stages, *cents) in sorted(self._totals.items()):
             usd = [Decimal(amount).scaleb(-2) for amount in cents]
             by[dimension][value] = Totals(
                 projects_by_stage=dict(sorted(stages.items())),
