@@ -49,3 +49,4 @@ bench: setup
 	$(BIN)/python -m bench.publishing
 	$(BIN)/python -m bench.memory --open 1 100 1000
 	$(BIN)/python -m bench.streams
+	$(BIN)/python -m bench.replay
