@@ -32,6 +32,7 @@ from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from alliance.worker import WORKFLOWS
 
@@ -46,8 +47,10 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def replayer(sandboxed: bool, inline: bool) -> Replayer:
-    runner = {} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}
-    return Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, debug_mode=inline, **runner)
+    runner = SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner()
+    return Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner, debug_mode=inline
+    )
 
 
 async def cpu_ms_per_replay(history: WorkflowHistory, replay: Replayer, rounds: int) -> float:
