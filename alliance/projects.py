@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,7 +52,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from alliance.idempotency import KeyLedger, KeyRefused, fingerprint, used_differently
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from schemas.decisions import AwaitProgress, Decision, Institution, Progress, Receipt
+from schemas.decisions import AwaitProgress, Decision, Institution, Progress, Receipt, ReleaseProgressWaits
 from schemas.identity import Identity
 from schemas.money import Money
 from schemas.proposal import Proposal
@@ -99,6 +100,16 @@ async def within(seconds: float, update: Awaitable[T]) -> T:
             return await update
     except TimeoutError as err:
         raise WorkflowUpdateRPCTimeoutOrCancelledError() from err
+
+
+# A wait answered `reached` false before its time (released, or the run continuing as new) is sent again after this.
+ASK_AGAIN_SECONDS = 0.1
+
+
+def holds_every_update(err: RPCError) -> bool:
+    """Whether Temporal refused an Update because the workflow holds as many as it may (`history.maxInFlightUpdates`;
+    the server answers RESOURCE_EXHAUSTED, after the SDK's own retries)."""
+    return err.status is RPCStatusCode.RESOURCE_EXHAUSTED and "in-flight updates" in err.message
 
 
 def explain_validation(err: ValidationError, what: str) -> str:
@@ -301,6 +312,8 @@ class Projects:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         pause = 0.05
+        not_reached: WorkflowUpdateFailedError | None = None
+        released = False
         try:
             while True:
                 try:
@@ -321,11 +334,22 @@ class Projects:
                     cause = err.cause
                     if not (isinstance(cause, ApplicationError) and cause.type == basis.NOT_REACHED):
                         raise
+                    not_reached = err
                     if loop.time() + pause > deadline:
                         raise
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 1.0)
+                except RPCError as err:
+                    # Every Update slot of the project is held (waits whose callers vanished, on a server that
+                    # allows fewer than the workflow's MAX_PROGRESS_WAITS): release the waits, send once more.
+                    if released or not holds_every_update(err) or loop.time() >= deadline:
+                        raise
+                    released = True
+                    await self._release_waits(project_id, [])
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            if not_reached is not None:
+                # The wait for the basis ran out while the decision was sent once more: the last answer stands.
+                raise refusal(not_reached) from err
             raise UserError(
                 f"no worker on task queue {self.settings.task_queue} answered within {seconds:g} s, so decision "
                 f"{decision.decision_id} has no outcome yet: Temporal keeps it for the project, which may still take "
@@ -338,6 +362,16 @@ class Projects:
             raise refusal(err) from err
         except RPCError as err:
             raise await self._explain_rpc(project_id, err) from err
+
+    async def _release_waits(self, project_id: str, wait_ids: list[str]) -> None:
+        """Ends the project's `await_progress` waits named (all when none is), best effort: a project that cannot be
+        signalled (ended, unknown, Temporal unreachable) has no wait to end, or the next call says what is wrong."""
+        try:
+            await self._handle(project_id).signal(
+                catalogue.RELEASE_PROGRESS_WAITS, ReleaseProgressWaits(wait_ids=wait_ids)
+            )
+        except (RPCError, TemporalError):
+            log.info("progress_waits_not_released", project=project_id, waits=wait_ids or "all")
 
     async def _check_workers(self, project_id: str, decision: Decision | None, seconds: float) -> None:
         """Waits up to `seconds` for a worker to poll the task queue (one starting up, say), and refuses to send
@@ -392,34 +426,61 @@ class Projects:
     async def await_progress(self, project_id: str, wait: AwaitProgress, actor: Identity | None = None) -> Progress:
         """Waits up to `wait.timeout_seconds` for the project to reach `wait.min_sequence` or one of `wait.stages`
         (or to end), through the workflow's `await_progress` Update: no status polling. At the timeout it answers
-        where the project stands, `reached` false (one status read). An ended project answers from its result."""
+        where the project stands, `reached` false (one status read), and releases the wait in the workflow, so that
+        a wait given up never holds one of the project's Updates. A wait answered early without the progress (the
+        project's waits were released, or its run continues as new) is sent again for the time left; a project
+        whose waits are all held by callers that vanished has them released. An ended project answers from its
+        result."""
         self._permit(actor, Action.read)
         await self._check_workers(project_id, None, self.settings.decision_wait_seconds)
         handle = self._handle(project_id)
-        try:
-            progress: Progress = await within(
-                wait.timeout_seconds,
-                handle.execute_update(
-                    catalogue.AWAIT_PROGRESS,
-                    wait,
-                    result_type=Progress,
-                    rpc_timeout=timedelta(seconds=wait.timeout_seconds),
-                ),
-            )
-            return progress
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            status = await self.status(project_id, actor)
-            return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=False)
-        except WorkflowUpdateFailedError as err:
-            raise refusal(err) from err
-        except RPCError as err:
-            if err.status is not RPCStatusCode.NOT_FOUND:
-                raise await self._explain_rpc(project_id, err) from err
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait.timeout_seconds
+        released = False
+        while True:
+            wait_id = f"progress-{uuid.uuid4().hex}"
             try:
-                status = await handle.result()
-            except (RPCError, WorkflowFailureError):
-                raise await self._explain_rpc(project_id, err) from err
-            return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=True)
+                progress: Progress = await within(
+                    deadline - loop.time(),
+                    handle.execute_update(
+                        catalogue.AWAIT_PROGRESS,
+                        wait,
+                        id=wait_id,
+                        result_type=Progress,
+                        rpc_timeout=timedelta(seconds=max(deadline - loop.time(), 1)),
+                    ),
+                )
+                if progress.reached or loop.time() + ASK_AGAIN_SECONDS >= deadline:
+                    return progress
+                # Released (another caller found the project's waits full) or the run continues as new: ask again.
+                await asyncio.sleep(ASK_AGAIN_SECONDS)
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                # Given up: the wait must not go on holding one of the project's Updates.
+                await self._release_waits(project_id, [wait_id])
+                status = await self.status(project_id, actor)
+                return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=False)
+            except WorkflowUpdateFailedError as err:
+                cause = err.cause
+                if released or not (isinstance(cause, ApplicationError) and cause.type == catalogue.WAITS_FULL):
+                    raise refusal(err) from err
+                # Every wait the project takes is open (callers that vanished without releasing theirs): end them;
+                # callers still waiting ask again, as this one does.
+                released = True
+                await self._release_waits(project_id, [])
+                await asyncio.sleep(ASK_AGAIN_SECONDS)
+            except RPCError as err:
+                if holds_every_update(err) and not released:
+                    released = True
+                    await self._release_waits(project_id, [])
+                    await asyncio.sleep(ASK_AGAIN_SECONDS)
+                    continue
+                if err.status is not RPCStatusCode.NOT_FOUND:
+                    raise await self._explain_rpc(project_id, err) from err
+                try:
+                    status = await handle.result()
+                except (RPCError, WorkflowFailureError):
+                    raise await self._explain_rpc(project_id, err) from err
+                return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=True)
 
     async def status(self, project_id: str, actor: Identity | None = None) -> ProjectStatus:
         """The project's status (a query to its worker, or its result once it has ended); without loan terms for an

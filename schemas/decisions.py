@@ -152,6 +152,18 @@ class AwaitProgress(Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
 
 
+class ReleaseProgressWaits(Strict):
+    """Ends `await_progress` waits whose callers gave up (the `release_progress_waits` Signal): each answers where
+    the project stands, `reached` false. A Signal, not an Update: it is taken even when the project holds as many
+    Updates as Temporal lets one workflow hold (`history.maxInFlightUpdates`, 10 by default)."""
+
+    wait_ids: list[Annotated[str, Field(min_length=1, max_length=400)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Update ids of the waits to end; empty: every wait open now",
+    )
+
+
 class Progress(BaseModel):
     """Where a project stands, in brief: what `await_progress` returns."""
 

@@ -84,6 +84,11 @@ BY_UPDATE: dict[str, DecisionKind] = {kind.update: kind for kind in CATALOGUE}
 
 # The Update a client uses to wait for a project to move on (AwaitProgress → Progress), without polling queries.
 AWAIT_PROGRESS = "await_progress"
+# The Signal that ends waits whose callers gave up (ReleaseProgressWaits): their Updates stop holding the project.
+RELEASE_PROGRESS_WAITS = "release_progress_waits"
+# The refusal type of a wait refused because the project holds as many waits as it takes (the edge releases them,
+# then asks again: their callers, if still there, ask again too).
+WAITS_FULL = "ProgressWaitsFull"
 
 
 def kind_of(decision: Decision) -> DecisionKind:

