@@ -12,9 +12,8 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from alliance.cli import commands, processes
+from alliance.cli import commands, processes, render
 from alliance.cli.session import Session
 from alliance.projects import UserError
 from alliance.settings import SettingError
@@ -62,13 +61,13 @@ def main() -> None:
         if callable(show):
             show()
         else:
-            Console(stderr=True).print(f"[red]error:[/] {err.format_message()}", highlight=False, soft_wrap=True)
+            render.error(err.format_message())
         code = int(getattr(err, "exit_code", 2))
     except (UserError, CredentialError, SettingError) as err:
-        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        render.error(str(err))
         code = 1
     except ValidationError as err:  # settings read outside get_settings (a bug if it happens)
-        Console(stderr=True).print(f"[red]error:[/] {SettingError.of(err)}", highlight=False, soft_wrap=True)
+        render.error(str(SettingError.of(err)))
         code = 1
     except SystemExit as stop:  # the stream worker (faust's `mode`) ends with sys.exit, 0 on a clean stop
         code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,11 +16,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from alliance import logs, tracing
 from alliance.cli.render import out
 from alliance.cli.session import connect, run
-from alliance.cli.supervisor import Supervisor
+from alliance.cli.supervisor import Supervisor, exit_with_parent
 from alliance.projects import UserError
 from alliance.settings import get_settings
 
@@ -41,6 +43,7 @@ def api() -> None:
     settings = get_settings()
     logs.configure(settings)
     tracing.configure(settings, "alliance-api")
+    exit_with_parent()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
@@ -66,6 +69,16 @@ def dev(
     settings = get_settings()
     logs.configure(settings)
     tracing.configure(settings, "alliance-worker")
+    for what, host, port, variable in (
+        ("API", settings.api_host, settings.api_port, "ALLIANCE_API_PORT"),
+        ("stream worker", settings.streams_web_host, settings.streams_web_port, "ALLIANCE_STREAMS_WEB_PORT"),
+    ):
+        if not port_free(host, port):
+            raise UserError(
+                f"port {port} on {host}, for the {what}, is taken by another process (an `alliance dev` still "
+                f"running?): stop it, or choose another port with {variable}",
+                "unavailable",
+            )
     env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")
@@ -79,7 +92,7 @@ def dev(
             while True:
                 await asyncio.sleep(1)
                 for line in helpers.check():
-                    out.print(f"[yellow]{line}[/]")
+                    out.print(line, style="yellow")
 
         async def main(stop: asyncio.Event) -> None:
             supervisor = asyncio.create_task(supervise())
@@ -88,10 +101,11 @@ def dev(
                 for line in await run_demo(await connect(settings)):
                     out.print(line)
             out.print(
-                "[bold]Ready.[/] Temporal Web UI: http://127.0.0.1:8233 · API: "
+                Text.assemble(("Ready.", "bold")),
+                "Temporal Web UI: http://127.0.0.1:8233 · API: "
                 f"http://{settings.api_host}:{settings.api_port}/docs · stream worker: "
                 f"http://{settings.streams_web_host}:{settings.streams_web_port}/portfolio/ (`alliance portfolio`) · "
-                f"Kafka: {settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything."
+                f"Kafka: {settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything.",
             )
             await worker_task
             supervisor.cancel()
@@ -100,6 +114,17 @@ def dev(
     finally:
         helpers.stop()
         subprocess.run(["bash", str(SERVICES), "stop"])
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a TCP server could listen on `host`:`port` now (as the API and the stream worker do)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -126,6 +151,7 @@ def streams() -> None:
         run(ensure_topics(settings, streams=True))
     except TopicMismatch as err:
         raise UserError(str(err), "invalid") from err
+    exit_with_parent()
     Worker(create_app(settings).app, loglevel=settings.log_level.lower()).execute_from_commandline()
 
 

@@ -1,15 +1,50 @@
-"""What the command line shows: receipts, statuses, lists."""
+"""What the command line shows: receipts, statuses, lists.
+
+Everything printed passes through a `Terminal`: text that came from people (titles, reasons, names, answers) is
+shown as written, never read as rich markup (a reason with `[/]` in it stopped `alliance status` with a traceback),
+and its control characters are written out (`\\x1b`), so a decision's text cannot recolour, retitle or rewrite
+another user's terminal. Styles are given as styles, never as markup in a string.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from alliance.projects import InboxPage, ProjectRow, Started
 from schemas.decisions import Progress, Receipt
 from schemas.status import Milestone, ProjectStatus
 
-out = Console()
+# C0 and C1 control characters, DEL; line feed and tab stay (they lay text out, they do not control the terminal).
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters written out as Python writes them (ESC as `\\x1b`, CR as `\\x0d`)."""
+    return CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+class Terminal(Console):
+    """A rich console that prints strings as they are (no markup) with their control characters written out."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(markup=False, **options)
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(visible(text), **options)
+
+
+out = Terminal()
+errors = Terminal(stderr=True)
+
+
+def error(message: str) -> None:
+    """The one `error:` line of a command that could not do what was asked."""
+    errors.print(Text.assemble(("error:", "red"), " ", visible(message)), highlight=False, soft_wrap=True)
 
 
 def started(project_id: str, result: Started) -> None:
@@ -33,19 +68,25 @@ def progress(project_id: str, p: Progress) -> None:
 
 
 def status(s: ProjectStatus) -> None:
-    out.print(f"[bold]{s.project_id}[/] — {s.title}")
+    out.print(Text.assemble((s.project_id, "bold"), " — ", visible(s.title)))
     out.print(
         f"{s.country} · {s.sector.value} · contract {s.contract}"
         + (f" (USD {s.contract_usd:,})" if s.contract_usd else "")
     )
     out.print(
-        f"Stage: [bold]{s.stage.value}[/] since {s.stage_since:%Y-%m-%d %H:%M} UTC — {s.details} "
-        f"(sequence {s.sequence}: decide with --based-on {s.sequence})"
+        Text.assemble(
+            "Stage: ",
+            (s.stage.value, "bold"),
+            visible(
+                f" since {s.stage_since:%Y-%m-%d %H:%M} UTC — {s.details} "
+                f"(sequence {s.sequence}: decide with --based-on {s.sequence})"
+            ),
+        )
     )
     for reason in s.screening_reasons:
         out.print(f"  ✗ {reason}")
     if s.publishing_blocked:
-        out.print(f"[yellow]Status events held back:[/] {s.publishing_blocked}")
+        out.print(Text.assemble(("Status events held back:", "yellow"), " ", visible(s.publishing_blocked)))
     if s.reviews:
         table = Table(title="Financing reviews")
         for col in ("institution", "status", "requested", "approved", "deadline", "by / reason"):
@@ -133,7 +174,7 @@ def inbox(page: InboxPage, shown_items: int) -> None:
     out.print(table)
     out.print(shown(shown_items, page.total, "open review(s)"))
     if page.unanswered:
-        out.print(f"[yellow]Not answering now, not listed:[/] {', '.join(page.unanswered)}")
+        out.print(Text.assemble(("Not answering now, not listed:", "yellow"), " ", visible(", ".join(page.unanswered))))
 
 
 def shown(count: int, total: int, what: str) -> str:

@@ -5,12 +5,18 @@ Each exit is said on one line, with why: an exit status, the signal that killed 
 status for a stalled table recovery (`streams.recovery.EXIT_STATUS`). A child that exits within QUICK seconds of its
 start waits twice as long as last time before the next start (1 s, 2 s, 4 s, ... at most LONGEST), so a child that
 cannot start (a port taken, a bad setting) is retried without flooding the terminal.
+
+Children end with their supervisor, however it ends (Ctrl-C, SIGTERM, or SIGKILL, when `stop` never runs): each is
+started with PARENT_ENV naming the supervisor's process id, and `exit_with_parent` (which `alliance api` and
+`alliance streams` call) stops the child as soon as its parent process is another one.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +27,31 @@ QUICK = 10.0
 """Seconds: a child that exits sooner than this after its start is started again after a longer wait."""
 LONGEST = 30.0
 """Seconds: the longest wait before a start."""
+
+
+PARENT_ENV = "ALLIANCE_SUPERVISOR_PID"
+"""Environment variable: the process id of the supervisor that started this process."""
+PARENT_CHECK = 1.0
+"""Seconds between a child's checks that its supervisor is still its parent."""
+
+
+def exit_with_parent(check_every: float = PARENT_CHECK) -> threading.Thread | None:
+    """In a child started by a Supervisor: a daemon thread that sends this process SIGTERM (its own graceful stop) once
+    its parent is no longer the supervisor named in PARENT_ENV (the supervisor died; the child was re-parented).
+    Returns the thread, or None outside a supervisor (nothing to watch)."""
+    named = os.environ.get(PARENT_ENV, "")
+    if not named.isdigit():
+        return None
+    supervisor = int(named)
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(check_every)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def why(status: int) -> str:
@@ -58,7 +89,7 @@ class Supervisor:
         return cls([Child(name, argv) for name, argv in commands], clock)
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv)
+        child.process = subprocess.Popen(child.argv, env={**os.environ, PARENT_ENV: str(os.getpid())})
         child.started = self.clock()
         child.due = None
 

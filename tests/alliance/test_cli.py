@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import uuid
 from pathlib import Path
 
@@ -296,6 +297,18 @@ async def test_configuration_mistakes_are_one_line_naming_the_variable(settings:
     # Empty means none (no /metrics) for a setting that may be none, the default for the others: no error of its own.
     empty = await cli(settings, "status", "no-such-project", ALLIANCE_METRICS_PORT="", ALLIANCE_API_PORT="")
     assert "unknown project no-such-project" in one_line_error(empty)
+
+
+async def test_dev_with_a_port_taken_says_so_and_starts_nothing(settings: Settings) -> None:
+    # An `alliance dev` left running (or its helpers, orphaned) holds the API's and the stream worker's ports: the
+    # next one said "Ready." while its own helpers kept failing to start, the reason only in their JSON logs.
+    for variable in ("ALLIANCE_API_PORT", "ALLIANCE_STREAMS_WEB_PORT"):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            line = one_line_error(await cli(settings, "dev", "--no-demo", **{variable: str(port)}))
+        assert f"port {port} on 127.0.0.1" in line and "is taken" in line and variable in line, line
 
 
 async def test_a_decision_no_worker_takes_is_one_line_naming_the_task_queue(

@@ -5,12 +5,13 @@ processes, a clock the test moves."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 
 import pytest
 
-from alliance.cli.supervisor import LONGEST, Supervisor
+from alliance.cli.supervisor import LONGEST, PARENT_ENV, Supervisor, exit_with_parent
 from streams.recovery import EXIT_STATUS
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,3 +91,52 @@ def test_a_killed_child_and_a_stalled_recovery_are_said_as_such_and_stop_ends_ev
     finally:
         supervisor.stop(timeout=5)
     assert all(c.process is not None and c.process.poll() is not None for c in supervisor.children)
+
+
+# The helper processes outlived an `alliance dev` killed with SIGKILL (found by a fresh-clone try): they went on
+# holding their ports, and the next `alliance dev` said it was ready while its own helpers kept failing to start.
+CHILD_WATCHING = (
+    "import time; from alliance.cli.supervisor import exit_with_parent; "
+    "assert exit_with_parent(0.1) is not None; time.sleep(60)"
+)
+SUPERVISOR = f"""
+import sys, time
+from alliance.cli.supervisor import Supervisor
+supervisor = Supervisor.of([("child", [sys.executable, "-c", {CHILD_WATCHING!r}])])
+supervisor.start()
+print(supervisor.children[0].process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_children_end_with_their_supervisor_however_it_ends(kill: signal.Signals) -> None:
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR], stdout=subprocess.PIPE, text=True)
+    try:
+        assert supervisor.stdout is not None
+        child = int(supervisor.stdout.readline())
+        time.sleep(0.5)
+        assert alive(child), "the child runs while its supervisor does"
+        supervisor.send_signal(kill)
+        supervisor.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child), f"the child outlived its supervisor ended by {kill.name}"
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+
+
+def test_outside_a_supervisor_nothing_is_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    assert exit_with_parent() is None
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited but not yet reaped by its new parent, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
