@@ -10,7 +10,8 @@ files under `current/`. Histories of earlier code stay in their own folders, eac
 replaying them against new code is what catches a change that would break projects already running.
 
 `current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
-a time-skipping server: a milestone a year late, reminded weekly, with a history limit of 200 events.
+a time-skipping server: a milestone a year late, reminded weekly, with a history limit of 200 events. `python -m
+tests.histories.record waits_released` records one scenario (`record_waits_released`) alone.
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ import sys
 import uuid
 from pathlib import Path
 
+from temporalio.client import WorkflowUpdateStage
+
 from alliance.demo import run_demo
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
+from schemas.decisions import AwaitProgress, Institution, Progress
+from schemas.status import Stage
 from tests.conftest import time_skipping_projects
 from tests.support import drive_late_delivery, example, finished, local_temporal, runs_of
 from tests.workflows.driving import ProjectDriver
-from workflows.project import workflow_id
+from workflows.catalogue import AWAIT_PROGRESS
+from workflows.project import MAX_PROGRESS_WAITS, workflow_id
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -38,7 +44,9 @@ BIN = Path(sys.executable).parent
 KAFKA_PORT = int(os.environ.get("ALLIANCE_TEST_KAFKA_PORT", "29092"))  # as the tests (tests/conftest.py)
 
 
-async def record() -> list[Path]:
+async def record(only: str | None = None) -> list[Path]:
+    """Every scenario (or only the one named `only`: a function of this module, `record_<only>`), its histories
+    written to `current/`."""
     env = {
         **os.environ,
         "ALLIANCE_STATE_DIR": str(ROOT / ".state" / "test"),
@@ -60,9 +68,13 @@ async def record() -> list[Path]:
             )
             async with project_worker(temporal.client, settings):
                 projects = Projects(temporal.client, settings, Edge(settings))
-                for line in await run_demo(projects):
-                    print(line)
-                await record_cancelled_while_paying(projects)
+                if only is not None:
+                    await globals()[f"record_{only}"](projects)
+                else:
+                    for line in await run_demo(projects):
+                        print(line)
+                    await record_cancelled_while_paying(projects)
+                    await record_waits_released(projects)
                 written: list[Path] = []
                 async for execution in temporal.client.list_workflows():
                     history = await temporal.client.get_workflow_handle(execution.id).fetch_history()
@@ -70,7 +82,8 @@ async def record() -> list[Path]:
                     path.parent.mkdir(exist_ok=True)
                     path.write_text(history.to_json() + "\n")
                     written.append(path)
-            written += await record_continued(settings)
+            if only is None:
+                written += await record_continued(settings)
             return written
     finally:
         subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "stop", "kafka"], env=env)
@@ -91,6 +104,29 @@ async def record_cancelled_while_paying(projects: Projects) -> None:
         raise SystemExit(f"the cancellation did not come while milestones were being paid ({paid}): record again")
 
 
+async def record_waits_released(projects: Projects) -> None:
+    """Progress waits given up (the edge releases them: `release_progress_waits`) and a wait whose caller vanished
+    (released by the edge when a new wait finds the project's waits full), between decisions, then a cancellation."""
+    d = ProjectDriver(projects, example("et-cloud-finance", "et-waits-released"))
+    await d.start()
+    await d.progress(Stage.financing)
+    for _ in range(2):
+        await projects.await_progress(d.pid, AwaitProgress(min_sequence=999, timeout_seconds=0.5))
+    receipt = await d.approve(Institution.sinosure)
+    handle = projects.client.get_workflow_handle(workflow_id(d.pid))
+    for n in range(MAX_PROGRESS_WAITS):
+        await handle.start_update(
+            AWAIT_PROGRESS,
+            AwaitProgress(min_sequence=999),
+            id=f"vanished-{n}",
+            result_type=Progress,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+    await projects.await_progress(d.pid, AwaitProgress(min_sequence=receipt.sequence, timeout_seconds=30))
+    await d.cancel()
+    await finished(projects, d.pid)
+
+
 async def record_continued(settings: Settings) -> list[Path]:
     settings = settings.model_copy(update={"continue_as_new_after_events": 200})
     proposal = example("ke-national-data-centre-2", "ke-late-delivery")
@@ -109,7 +145,7 @@ async def record_continued(settings: Settings) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in asyncio.run(record()):
+    for path in asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else None)):
         print(f"wrote {path.relative_to(ROOT)}")
     sys.stdout.flush()
     os._exit(0)
