@@ -64,7 +64,9 @@ def _known_currency(code: str) -> str:
     code = code.upper()
     if code not in MINOR_UNITS:
         known = ", ".join(sorted(MINOR_UNITS))
-        raise ValueError(f"unknown currency '{code}': use an ISO 4217 code, one of {known}")
+        raise ValueError(
+            f"unknown currency '{code}': the alliance prices, finances and pays in these ISO 4217 currencies: {known}"
+        )
     return code
 
 

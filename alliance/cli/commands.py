@@ -4,10 +4,11 @@ person and the way in) from typer's context and goes through the same `Operation
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import uuid
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,16 +94,27 @@ def _submit(ctx: typer.Context, project_id: str, decision: Decision, wait: float
     render.receipt(project_id, receipt)
 
 
+# An amount as people write it: ASCII digits, commas between groups of three if any, an optional decimal part.
+DIGITS = re.compile(r"([0-9]{1,3}(,[0-9]{3})+|[0-9]+)(\.[0-9]+)?")
+
+
 def _money(text: str) -> Money:
     """'USD 120000000' or '120000000 USD' or '120,000,000.00 USD'."""
-    parts = text.replace(",", "").split()
+    parts = text.split()
     if len(parts) != 2:
         raise UserError(f"amount '{text}': write the currency and the amount, e.g. 'USD 120000000'")
     currency, number = (parts[0], parts[1]) if parts[0].isalpha() else (parts[1], parts[0])
+    if not DIGITS.fullmatch(number):
+        # Python's Decimal also reads '1e3', '1_000', 'NaN' and digits of other scripts (fullwidth, Arabic-Indic);
+        # none is how a person writes an amount in a decision, and each can hide what was meant.
+        raise UserError(
+            f"amount '{text}': '{number}' is not an amount written in digits 0-9, with commas between groups of "
+            "three digits if any and an optional decimal point, e.g. '120,000,000.00'"
+        )
     try:
-        return Money(amount=Decimal(number), currency=currency)
-    except (InvalidOperation, ValueError) as err:
-        detail = explain_validation(err, "amount") if isinstance(err, ValidationError) else f"'{number}' is no number"
+        return Money(amount=Decimal(number.replace(",", "")), currency=currency)
+    except ValueError as err:
+        detail = explain_validation(err, "amount") if isinstance(err, ValidationError) else str(err)
         raise UserError(f"amount '{text}': {detail}") from err
 
 

@@ -78,8 +78,8 @@ def status(s: ProjectStatus) -> None:
             "Stage: ",
             (s.stage.value, "bold"),
             visible(
-                f" since {s.stage_since:%Y-%m-%d %H:%M} UTC — {s.details} "
-                f"(sequence {s.sequence}: decide with --based-on {s.sequence})"
+                f" since {s.stage_since:%Y-%m-%d %H:%M} UTC — {s.details} (sequence {s.sequence}"
+                + ("; it takes no more decisions)" if s.stage.is_final else f": decide with --based-on {s.sequence})")
             ),
         )
     )

@@ -21,7 +21,7 @@ from alliance.settings import Settings
 from schemas.decisions import AwaitProgress, Cancel, Institution
 from schemas.status import ProjectStatus, Stage
 from schemas.timetable import Timetable
-from tests.support import api_server, cli, example, finished, one_line_error, raw_example
+from tests.support import api_server, cli, example, finished, free_port, one_line_error, raw_example
 from workflows.project import workflow_id
 
 pytestmark = pytest.mark.timeout(180)
@@ -99,7 +99,14 @@ async def test_user_mistakes_print_one_clear_line_and_change_nothing(
         ("decide", "no-such-project", "--institution", "cdb", "--officer", "x", "--reject", "r"): (
             "Zhang Min (contractor) may not reject"
         ),
-        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD abc"): "'abc' is no number",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD abc"): "'abc' is not an amount",
+        # Python's Decimal reads these; an amount in a loan agreement is never written so (a fresh-clone try).
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD 1e3"): "'1e3' is not an amount",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD 1_000"): "is not an amount",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "USD \uff11\uff12"): "is not an amount",
+        ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "JPY 1,2,3,4"): (
+            "'1,2,3,4' is not an amount written in digits 0-9, with commas between groups of three digits"
+        ),
         ("decide", "p1", "--institution", "cdb", "--officer", "x", "--approve", "ABC 12"): "unknown currency 'ABC'",
         ("decide", "p1", "--institution", "cdb", "--officer", "x"): "say exactly one of --approve",
         (
@@ -302,12 +309,14 @@ async def test_configuration_mistakes_are_one_line_naming_the_variable(settings:
 async def test_dev_with_a_port_taken_says_so_and_starts_nothing(settings: Settings) -> None:
     # An `alliance dev` left running (or its helpers, orphaned) holds the API's and the stream worker's ports: the
     # next one said "Ready." while its own helpers kept failing to start, the reason only in their JSON logs.
-    for variable in ("ALLIANCE_API_PORT", "ALLIANCE_STREAMS_WEB_PORT"):
+    variables = ("ALLIANCE_API_PORT", "ALLIANCE_STREAMS_WEB_PORT")
+    for variable in variables:
+        ports = {other: str(free_port()) for other in variables}
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            line = one_line_error(await cli(settings, "dev", "--no-demo", **{variable: str(port)}))
+            line = one_line_error(await cli(settings, "dev", "--no-demo", **(ports | {variable: str(port)})))
         assert f"port {port} on 127.0.0.1" in line and "is taken" in line and variable in line, line
 
 

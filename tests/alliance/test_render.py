@@ -8,7 +8,7 @@ import pytest
 from alliance.cli import render
 from schemas.decisions import Institution
 from tests.workflows import states
-from workflows import financing
+from workflows import cancellation, financing
 
 # Found by a fresh-clone try: a rejection's reason with ANSI colour and an OSC window title reached every terminal
 # that showed the project. Its siblings: a carriage return (rewrites the line), a bell, a DEL, a C1 control (CSI).
@@ -45,3 +45,15 @@ def test_an_error_line_shows_the_message_as_written(text: str, capsys: pytest.Ca
 def test_line_feeds_and_tabs_stay_and_every_other_control_is_written_out() -> None:
     assert render.visible("a\tb\nc") == "a\tb\nc"
     assert render.visible("\x1b[31m\r\x00\x9b") == "\\x1b[31m\\x0d\\x00\\x9b"
+
+
+def test_an_ended_project_is_not_offered_a_basis_to_decide_on(capsys: pytest.CaptureFixture[str]) -> None:
+    status = states.in_financing(states.proposal())
+    render.status(status)
+    assert f"decide with --based-on {status.sequence}" in capsys.readouterr().out
+    cancelled = states.cancellation()
+    p = states.proposal()
+    states.decide(status, p, cancellation.check_cancel, cancellation.cancel, cancelled, "Ops", states.T0)
+    render.status(status)
+    shown = capsys.readouterr().out
+    assert "--based-on" not in shown and "it takes no more decisions" in shown
