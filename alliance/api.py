@@ -31,6 +31,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from alliance import metrics, tracing
@@ -298,9 +299,21 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     async def credential_error(_: Request, err: CredentialError) -> JSONResponse:
         return problem(401, "unauthenticated", str(err), headers={"WWW-Authenticate": "Bearer"})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        # The framework's own answers (no such route 404, a method the route does not take 405, a body it cannot
+        # read 400) as problems too, with the code their status names.
+        code = {404: "unknown", 405: "method_not_allowed"}.get(err.status_code, "invalid")
+        return problem(err.status_code, code, str(err.detail), headers=dict(err.headers) if err.headers else None)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         errors = err.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            # pydantic's location of a JSON syntax error is the character's position, not a field.
+            where = [p for p in errors[0].get("loc", ()) if isinstance(p, int)]
+            at = f" at character {where[0]}" if where else ""
+            return problem(422, "invalid", f"the request body is not valid JSON{at}: {errors[0].get('msg')}")
         loc = (
             [str(p) for p in errors[0].get("loc", ()) if p not in ("body", "query", "path", "header")] if errors else []
         )

@@ -378,6 +378,13 @@ async def test_errors_have_a_stable_code_and_name_the_field(api: Api) -> None:
         headers={"Authorization": f"Bearer {api.edge.issue(CONTRACTOR)}", "Idempotency-Key": "x"},
     )
     assert not_json.status_code == 422 and not_json.json()["code"] == "invalid"
+    assert "not valid JSON at character 1" in not_json.json()["message"] and "field" not in not_json.json()
+    # The framework's own answers are problems too (they were {"detail": "Not Found"}, found by a fresh-clone try).
+    no_route = await api.call(AUDITOR, "GET", "/no-such-route")
+    assert no_route.status_code == 404 and no_route.headers["content-type"] == "application/problem+json"
+    assert no_route.json()["code"] == "unknown"
+    wrong_method = await api.call(AUDITOR, "DELETE", "/projects")
+    assert wrong_method.status_code == 405 and wrong_method.json()["code"] == "method_not_allowed"
     refused = await api.decide(
         CDB, "no-such-project", "rejections", {"institution": "cdb", "officer": "Liu Yang", "reason": "r"}
     )
