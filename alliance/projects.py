@@ -350,10 +350,12 @@ class Projects:
             if not_reached is not None:
                 # The wait for the basis ran out while the decision was sent once more: the last answer stands.
                 raise refusal(not_reached) from err
+            # A worker polled the task queue (`_check_workers`), but none answered in time: busy, or gone since.
             raise UserError(
-                f"no worker on task queue {self.settings.task_queue} answered within {seconds:g} s, so decision "
-                f"{decision.decision_id} has no outcome yet: Temporal keeps it for the project, which may still take "
-                "it when a worker comes (within the attestation's "
+                f"project {project_id} did not answer within {seconds:g} s (the workers of task queue "
+                f"{self.settings.task_queue} are busy, or stopped since they last polled), so decision "
+                f"{decision.decision_id} has no outcome yet: Temporal keeps it for the project, which takes or "
+                "refuses it when a worker does (within the attestation's "
                 f"{self.settings.attestation_seconds} s, else it is refused as expired); send the same decision "
                 f"again (decision id {decision.decision_id}) to learn its outcome: it is never taken twice",
                 "unavailable",

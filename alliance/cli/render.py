@@ -8,7 +8,9 @@ another user's terminal. Styles are given as styles, never as markup in a string
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +20,9 @@ from rich.text import Text
 from alliance.projects import InboxPage, ProjectRow, Started
 from schemas.decisions import Progress, Receipt
 from schemas.status import Milestone, ProjectStatus
+
+# Columns assumed when the output is not a terminal and COLUMNS is not set.
+PIPED_WIDTH = 400
 
 # C0 and C1 control characters, DEL; line feed and tab stay (they lay text out, they do not control the terminal).
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -32,6 +37,11 @@ class Terminal(Console):
     """A rich console that prints strings as they are (no markup) with their control characters written out."""
 
     def __init__(self, **options: Any) -> None:
+        stream = sys.stderr if options.get("stderr") else sys.stdout
+        if not stream.isatty() and "COLUMNS" not in os.environ:
+            # Piped (a script, a file): rich would assume 80 columns and cut table cells ('ng-publi…'). Tables take
+            # the width their content needs, up to this; set COLUMNS to choose another.
+            options.setdefault("width", PIPED_WIDTH)
         super().__init__(markup=False, **options)
 
     def render_str(self, text: str, **options: Any) -> Text:

@@ -557,7 +557,8 @@ async def test_a_decision_no_worker_answers_returns_in_time_and_counts_once_a_wo
     with pytest.raises(UserError) as caught:
         await with_worker.decide("ke-worker-gone", cancel, OPERATOR, wait=2)
     message = str(caught.value)
-    assert caught.value.kind == "unavailable" and f"no worker on task queue {queue.task_queue} answered" in message
+    assert caught.value.kind == "unavailable" and "project ke-worker-gone did not answer within 2 s" in message
+    assert f"the workers of task queue {queue.task_queue} are busy, or stopped" in message
     assert "send the same decision again (decision id cancel-while-gone)" in message
     async with project_worker(temporal_env.client, queue):
         receipt = await with_worker.decide("ke-worker-gone", cancel, OPERATOR)

@@ -57,3 +57,11 @@ def test_an_ended_project_is_not_offered_a_basis_to_decide_on(capsys: pytest.Cap
     render.status(status)
     shown = capsys.readouterr().out
     assert "--based-on" not in shown and "it takes no more decisions" in shown
+
+
+def test_piped_output_is_not_cut_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `alliance list | cat` cut ids and amounts ('ng-publi…'): scripts could not read it (found by fresh-clone tries).
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert render.Terminal().width == render.PIPED_WIDTH  # under pytest, stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "120")
+    assert render.Terminal().width == 120

@@ -180,6 +180,7 @@ async def test_a_decision_finding_every_update_slot_held_releases_the_waits_and_
 # The edge sends a decision based on a status not reached yet again until its wait is over. When the wait ran out
 # while the decision was on its way once more, the CLI said no worker had answered (it may still be taken, send it
 # again) and the API answered 503, although workers were up and the project had refused it: 2 of 14 tries by hand.
+# Now the project's last answer stands; a wait that ends before any answer says the project did not answer in time.
 # Swept over waits 50 ms apart, so that the wait runs out at every point of a round trip.
 async def test_a_basis_never_reached_is_refused_as_such_whenever_the_wait_runs_out(projects: Projects) -> None:
     d = await in_financing(projects)
@@ -198,8 +199,12 @@ async def test_a_basis_never_reached_is_refused_as_such_whenever_the_wait_runs_o
         with pytest.raises(UserError) as refused:
             await projects.decide(d.pid, decision, Driver.actor_for(decision), wait=wait)
         answers.append(f"{wait:.2f} s: {refused.value.kind}: {refused.value}")
-    wrong = [a for a in answers if "has not reached yet" not in a or "precondition_failed" not in a]
-    assert not wrong, "\n".join(wrong)
+    refused = [a for a in answers if "has not reached yet" in a and "precondition_failed" in a]
+    # A wait can run out before the project's first answer comes back (a workflow task replays the whole history:
+    # slow on a loaded machine); that is said as such, never as "no worker".
+    unanswered = [a for a in answers if "did not answer within" in a and "unavailable" in a]
+    assert len(refused) + len(unanswered) == len(answers), "\n".join(answers)
+    assert len(refused) >= len(answers) // 2, "\n".join(answers)
     assert (await d.status()).sequence == sequence, "nothing changed"
 
 
