@@ -23,19 +23,16 @@ import sys
 import uuid
 from pathlib import Path
 
-from temporalio.client import WorkflowUpdateStage
-
 from alliance.demo import run_demo
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from schemas.decisions import AwaitProgress, Institution, Progress
+from schemas.decisions import AwaitProgress, Institution
 from schemas.status import Stage
 from tests.conftest import time_skipping_projects
 from tests.support import drive_late_delivery, example, finished, local_temporal, runs_of
-from tests.workflows.driving import ProjectDriver
-from workflows.catalogue import AWAIT_PROGRESS
+from tests.workflows.driving import ProjectDriver, leave_waits_open
 from workflows.project import MAX_PROGRESS_WAITS, workflow_id
 
 HERE = Path(__file__).parent
@@ -113,15 +110,7 @@ async def record_waits_released(projects: Projects) -> None:
     for _ in range(2):
         await projects.await_progress(d.pid, AwaitProgress(min_sequence=999, timeout_seconds=0.5))
     receipt = await d.approve(Institution.sinosure)
-    handle = projects.client.get_workflow_handle(workflow_id(d.pid))
-    for n in range(MAX_PROGRESS_WAITS):
-        await handle.start_update(
-            AWAIT_PROGRESS,
-            AwaitProgress(min_sequence=999),
-            id=f"vanished-{n}",
-            result_type=Progress,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-        )
+    await leave_waits_open(projects.client, d.pid, [f"vanished-{n}" for n in range(MAX_PROGRESS_WAITS)])
     await projects.await_progress(d.pid, AwaitProgress(min_sequence=receipt.sequence, timeout_seconds=30))
     await d.cancel()
     await finished(projects, d.pid)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from temporalio.client import Client, WorkflowUpdateHandle, WorkflowUpdateStage
+
 from alliance.demo import Driver
 from alliance.projects import Projects
 from schemas.decisions import (
@@ -23,6 +25,8 @@ from schemas.decisions import (
 from schemas.proposal import Proposal
 from schemas.status import ProjectStatus, Stage
 from schemas.timetable import Timetable
+from workflows.catalogue import AWAIT_PROGRESS
+from workflows.project import workflow_id
 
 
 @dataclass
@@ -86,3 +90,19 @@ class ProjectDriver:
         for condition in (await self.status()).conditions:
             await self.satisfy(condition.condition_id)
         await self.progress(Stage.delivery)
+
+
+async def leave_waits_open(client: Client, project_id: str, ids: list[str]) -> list[WorkflowUpdateHandle[Progress]]:
+    """`await_progress` waits for a sequence never reached, left open as a caller that vanished leaves them (a killed
+    CLI, a crashed edge): accepted by the workflow, never released by an edge. Returns their handles."""
+    handle = client.get_workflow_handle(workflow_id(project_id))
+    return [
+        await handle.start_update(
+            AWAIT_PROGRESS,
+            AwaitProgress(min_sequence=999),
+            id=wait_id,
+            result_type=Progress,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        for wait_id in ids
+    ]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory, WorkflowUpdateStage
+from temporalio.client import WorkflowHistory
 
 from activities.messages import PUBLISH_STATUS_EVENTS, SEND_INSTRUCTION
 from alliance.demo import Driver
@@ -16,11 +16,10 @@ from alliance.projects import Projects, UserError
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import project_worker
-from schemas.decisions import Approve, AwaitProgress, Institution, Progress, Reject
+from schemas.decisions import Approve, AwaitProgress, Institution, Reject
 from schemas.status import Stage
 from tests.support import example, finished, local_temporal
-from tests.workflows.driving import ProjectDriver
-from workflows import catalogue
+from tests.workflows.driving import ProjectDriver, leave_waits_open
 from workflows.limits import MAX_DECISION_BYTES
 from workflows.project import MAX_PROGRESS_WAITS, workflow_id
 
@@ -121,31 +120,22 @@ async def test_waits_given_up_never_hold_the_projects_updates(projects: Projects
         progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=999, timeout_seconds=0.3))
         assert not progress.reached and progress.stage is Stage.financing
     receipt = await d.approve(Institution.sinosure)
-    assert receipt.stage is Stage.financing
+    assert receipt.stage is Stage.financing and receipt.sequence is not None
     progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=receipt.sequence, timeout_seconds=30))
     assert progress.reached and progress.sequence >= receipt.sequence
 
 
 async def test_waits_whose_callers_vanished_never_starve_decisions_or_later_waits(projects: Projects) -> None:
     d = await in_financing(projects)
-    handle = projects.client.get_workflow_handle(workflow_id(d.pid))
-    # Callers that vanished without releasing their waits (a killed CLI, a crashed edge): every wait the project takes.
-    for n in range(MAX_PROGRESS_WAITS):
-        await handle.start_update(
-            catalogue.AWAIT_PROGRESS,
-            AwaitProgress(min_sequence=999),
-            id=f"vanished-{n}",
-            result_type=Progress,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-        )
+    # Callers that vanished without releasing their waits: every wait the project takes.
+    vanished = await leave_waits_open(projects.client, d.pid, [f"vanished-{n}" for n in range(MAX_PROGRESS_WAITS)])
     # Decisions still find room: the waits hold at most half of the Updates Temporal lets the project hold.
     receipt = await d.approve(Institution.sinosure)
     # A new wait finds them all open: the edge releases them and asks again.
     progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=receipt.sequence, timeout_seconds=30))
     assert progress.reached
-    for n in range(MAX_PROGRESS_WAITS):
-        released = await handle.get_update_handle(f"vanished-{n}", result_type=Progress).result()
-        assert not released.reached, "a released wait answers where the project stands, not reached"
+    for wait in vanished:
+        assert not (await wait.result()).reached, "a released wait answers where the project stands, not reached"
 
 
 # A server that lets a workflow hold fewer Updates than the waits the workflow keeps open (an operator's setting; also
@@ -159,19 +149,11 @@ async def test_a_decision_finding_every_update_slot_held_releases_the_waits_and_
         async with project_worker(env.client, settings):
             projects = Projects(env.client, settings, Edge(settings))
             d = await in_financing(projects)
-            handle = env.client.get_workflow_handle(workflow_id(d.pid))
-            for n in range(3):
-                await handle.start_update(
-                    catalogue.AWAIT_PROGRESS,
-                    AwaitProgress(min_sequence=999),
-                    id=f"held-{n}",
-                    result_type=Progress,
-                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                )
+            held = await leave_waits_open(env.client, d.pid, [f"held-{n}" for n in range(3)])
             receipt = await d.approve(Institution.sinosure)
             assert receipt.stage is Stage.financing
-            for n in range(3):
-                assert not (await handle.get_update_handle(f"held-{n}", result_type=Progress).result()).reached
+            for wait in held:
+                assert not (await wait.result()).reached
             await d.cancel()
     finally:
         await env.shutdown()
@@ -199,12 +181,12 @@ async def test_a_basis_never_reached_is_refused_as_such_whenever_the_wait_runs_o
         with pytest.raises(UserError) as refused:
             await projects.decide(d.pid, decision, Driver.actor_for(decision), wait=wait)
         answers.append(f"{wait:.2f} s: {refused.value.kind}: {refused.value}")
-    refused = [a for a in answers if "has not reached yet" in a and "precondition_failed" in a]
+    refusals = [a for a in answers if "has not reached yet" in a and "precondition_failed" in a]
     # A wait can run out before the project's first answer comes back (a workflow task replays the whole history:
     # slow on a loaded machine); that is said as such, never as "no worker".
     unanswered = [a for a in answers if "did not answer within" in a and "unavailable" in a]
-    assert len(refused) + len(unanswered) == len(answers), "\n".join(answers)
-    assert len(refused) >= len(answers) // 2, "\n".join(answers)
+    assert len(refusals) + len(unanswered) == len(answers), "\n".join(answers)
+    assert len(refusals) >= len(answers) // 2, "\n".join(answers)
     assert (await d.status()).sequence == sequence, "nothing changed"
 
 
