@@ -111,6 +111,13 @@ def status(s: ProjectStatus) -> None:
                 r.decided_by or r.reason or "",
             )
         out.print(table)
+        for r in s.reviews:
+            for asked in r.information_requests:
+                if asked.answer is None:  # what the contractor is to answer (`alliance respond`)
+                    out.print(
+                        f"{r.institution.display} asks ({asked.request_id}, {asked.asked_by}, "
+                        f"{asked.asked_at:%Y-%m-%d}): {asked.questions}"
+                    )
     if s.conditions:
         table = Table(title="Conditions precedent")
         for col in ("id", "condition", "required by", "satisfied"):

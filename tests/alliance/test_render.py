@@ -65,3 +65,15 @@ def test_piped_output_is_not_cut_at_80_columns(monkeypatch: pytest.MonkeyPatch) 
     assert render.Terminal().width == render.PIPED_WIDTH  # under pytest, stdout is not a terminal
     monkeypatch.setenv("COLUMNS", "120")
     assert render.Terminal().width == 120
+
+
+def test_an_open_information_request_shows_its_questions(capsys: pytest.CaptureFixture[str]) -> None:
+    # The contractor could read what to answer only in `status --json` (found by a fresh-clone try).
+    p = states.proposal()
+    status = states.in_financing(p)
+    asked = states.question(Institution.sinosure, "Send the updated \x1b[31mfeasibility[/] study")
+    check, apply = financing.check_request_information, financing.request_information
+    states.decide(status, p, check, apply, asked, "Ops", states.T0)
+    render.status(status)
+    shown = capsys.readouterr().out
+    assert "asks (" in shown and "Send the updated \\x1b[31mfeasibility[/] study" in shown, shown
