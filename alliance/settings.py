@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     effectiveness_days: int = 180
     warranty_months: int = 12
     milestone_reminder_days: int = Field(default=30, ge=0, description="Remind of an awaited milestone (0: never)")
-    # Workers keep no workflow cache, so every workflow task replays the history: about 1 ms of CPU per event here
-    # (docs/performance.md, "Workflow cache"); 1,000 keeps a task near a second, far from the 10 s task timeout.
+    # A task that rebuilds its run (after a status read evicted it, a restart, a full cache) replays the history: about
+    # 1 ms of CPU per event here (docs/performance.md, "Workflow cache"); 1,000 keeps such a task near a second, far
+    # from the 10 s workflow task timeout.
     continue_as_new_after_events: int = Field(
         default=1_000, ge=100, description="A project's history length at which it continues as new"
     )
@@ -164,6 +165,16 @@ class Settings(BaseSettings):
     # Decisions: how long an edge waits for a worker to answer a decision (or a status read) before it says so
     decision_wait_seconds: float = Field(
         default=30, gt=0, le=600, description="Bounded wait for a decision's outcome (CLI --wait, API Prefer: wait=N)"
+    )
+
+    # Worker: workflow runs kept between tasks; a run that answered a query outside a task is evicted after it
+    # (alliance/query_isolation.py), so the cache is safe with temporalio 1.35.0's query run-ahead
+    workflow_cache: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="Workflow runs a worker keeps between workflow tasks (max_cached_workflows; 0 replays every "
+        "task's whole history); about 0.3-0.4 MiB each",
     )
 
     # API

@@ -13,11 +13,13 @@ import structlog
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.publishing import Publisher
 from activities.screening import Screening
 from alliance import metrics
 from alliance.connections import connect_temporal, ensure_topics, status_producer
+from alliance.query_isolation import EvictAfterLegacyQuery
 from alliance.settings import Settings
 from workflows.project import ProjectWorkflow
 from workflows.review import ReviewWorkflow
@@ -27,19 +29,20 @@ log = structlog.get_logger(__name__)
 WORKFLOWS = [ProjectWorkflow, ReviewWorkflow]
 ROOT = Path(__file__).resolve().parents[1]
 
-# No workflow cache (max_cached_workflows=0): every workflow task replays the project's history from the start, so
-# a query that ran workflow code ahead of the history (temporalio 1.35.0's core, "query run-ahead") leaves nothing
-# behind for the next task to trip on. With the SDK's cache of 1000, the race stranded 2 to 5 projects in 10
-# (tests/faults/test_query_runahead.py; 0 without a cache). A worker without a cache still hands the result of a
-# workflow task that made no commands to the next task together with an Update, where a replay hands it over alone;
-# the workflow gives every task that takes a publishing result a command (the `published_sequence` memo, patch
-# `published-sequence-in-memo`) so that cannot happen to it. The cost, replaying each task: docs/performance.md.
-WORKFLOW_CACHE = 0
-# Workflow tasks one worker takes at a time. Without a cache each one replays its history (about 1 ms of CPU per
-# event) on one Python thread, so a worker that took the SDK's default of 100 would hold tasks it cannot start for
-# longer than the 10 s workflow task timeout: they time out and come back, and a decision sent meanwhile is refused
-# ("Workflow Task in failed state"), seen under load in bench.lifecycle. Tasks a worker has not taken wait on the
-# task queue, where no timeout runs, for any worker to take.
+# The workflow cache (`Settings.workflow_cache`, 100 runs by default) is safe because a run that answered a query
+# outside a workflow task leaves it (alliance/query_isolation.py): temporalio 1.35.0's core runs workflow code ahead
+# of the history to answer such a query, and a cached run in that state strands its project at a later task (2 to 5
+# projects in 10 in tests/faults/test_query_runahead.py with the cache and without the eviction; none with it). A run
+# rebuilt from the history replays it, as every task did when the workers kept no cache; the workflow gives every task
+# that takes a publishing result a command (the `published_sequence` memo, patch `published-sequence-in-memo`), so a
+# replay groups an Update with the tasks before it as the writing worker did. Figures: docs/performance.md.
+# Workflow tasks one worker takes at a time. A task that finds its run cached costs a few ms of CPU; one that rebuilds
+# it (after an eviction, a restart, a full cache) replays the history, about 1 ms of CPU per event, on one Python
+# thread. A worker that took the SDK's default of 100 after a restart would hold tasks it cannot start for longer than
+# the 10 s workflow task timeout: they time out and come back, and a decision sent meanwhile is refused ("Workflow
+# Task in failed state"), seen under load in bench.lifecycle without a cache. Tasks a worker has not taken wait on the
+# task queue, where no timeout runs, for any worker to take. With the cache, 10 slots instead of 2 gave no more
+# throughput at 50 projects at once (bench.lifecycle, 2026-12-01: the dev server is the bound).
 WORKFLOW_TASK_SLOTS = 2
 
 
@@ -80,27 +83,35 @@ def deployment(settings: Settings) -> WorkerDeploymentConfig:
 
 @asynccontextmanager
 async def project_worker(
-    client: Client, settings: Settings, max_cached_workflows: int = WORKFLOW_CACHE
+    client: Client,
+    settings: Settings,
+    max_cached_workflows: int | None = None,
+    *,
+    isolate_queries: bool = True,
 ) -> AsyncIterator[Worker]:
     """A started worker with its Kafka producer; both stop when the block ends. Every process that runs project
-    workflows (`alliance worker`, `alliance dev`, Compose, Kubernetes, the tests) comes through here and keeps no
-    workflow cache (see WORKFLOW_CACHE); `max_cached_workflows` other than 0 is for benchmarks and reproductions
-    that compare against a cache."""
+    workflows (`alliance worker`, `alliance dev`, Compose, Kubernetes, the tests) comes through here. It keeps
+    `max_cached_workflows` runs between tasks (`settings.workflow_cache` unless given) and evicts every run that
+    answered a query outside a workflow task (alliance/query_isolation.py). `isolate_queries=False` leaves that
+    eviction out: only for the reproduction that shows what it prevents."""
     await ensure_topics(settings)
     publisher = Publisher(lambda: status_producer(settings), settings.status_topic, settings.instruction_topic)
     try:
         screening = Screening(settings.eligibility_rules())
         versioning = deployment(settings)
+        runner = EvictAfterLegacyQuery(SandboxedWorkflowRunner())
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             activities=[screening.screen_proposal, publisher.publish_status_events, publisher.send_instruction],
             deployment_config=versioning,
-            max_cached_workflows=max_cached_workflows,
+            max_cached_workflows=settings.workflow_cache if max_cached_workflows is None else max_cached_workflows,
             max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
             max_concurrent_workflow_task_polls=min(WORKFLOW_TASK_SLOTS, 5),
+            workflow_runner=runner if isolate_queries else SandboxedWorkflowRunner(),
         )
+        runner.bind(worker)
         async with worker:
             log.info(
                 "worker_started",

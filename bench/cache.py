@@ -1,6 +1,10 @@
-"""The cost of running the worker without a workflow cache (alliance/worker.py), next to a worker with the former
-cache of 1000, in one run: decision round trip and worker CPU per decision, for projects of a typical history length
-and near the continue-as-new threshold.
+"""What the workflow cache saves, and what a status read costs the product's worker, in one run: decision round trip
+and worker CPU per decision, for projects of a typical history length and near the continue-as-new threshold, on
+- the product's worker (`Settings.workflow_cache` runs cached, a run evicted after a query outside a task:
+  alliance/query_isolation.py), decisions only;
+- the same worker with a status read (a query while no task is pending) before each request/answer pair, so the first
+  decision of each pair finds its run evicted and replays the history (the cost of a read);
+- a worker without a cache (the workers until 2026-12-01), where every task replays the history.
 
     .venv/bin/python -m bench.cache --temporal 127.0.0.1:7233 --bootstrap 127.0.0.1:19092 [--events 220 9500]
 
@@ -33,7 +37,7 @@ from alliance.demo import CONTRACTOR, officer_of
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from alliance.worker import WORKFLOW_CACHE, project_worker
+from alliance.worker import project_worker
 from bench.proposals import smart_homes
 from schemas.decisions import Institution, ProvideInformation, RequestInformation
 from schemas.status import Stage
@@ -52,8 +56,11 @@ async def history_length(client: Client, project_id: str) -> int:
     return int(description.raw_description.workflow_execution_info.history_length)
 
 
-async def one_pair(projects: Projects, project_id: str, n: int) -> list[float]:
-    """An information request and its answer; returns the two round trips in seconds."""
+async def one_pair(projects: Projects, project_id: str, n: int, read_first: bool = False) -> list[float]:
+    """An information request and its answer, after a status read if `read_first`; returns the two decisions' round
+    trips in seconds (the read is not timed)."""
+    if read_first:
+        await projects.status(project_id)
     times = []
     for decision, actor in (
         (
@@ -89,7 +96,7 @@ async def grow(projects: Projects, project_id: str, events: int) -> int:
 
 
 async def measure(
-    client: Client, settings: Settings, size: int, cache: int, projects_n: int, pairs: int
+    client: Client, settings: Settings, size: int, cache: int, read_first: bool, projects_n: int, pairs: int
 ) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     s = settings.model_copy(
@@ -111,7 +118,7 @@ async def measure(
             await one_pair(projects, pid, n)  # warm-up: a cached worker reads the history once
             started = cpu_seconds()
             for k in range(pairs):
-                trips += await one_pair(projects, pid, n + 1 + k)
+                trips += await one_pair(projects, pid, n + 1 + k, read_first)
             cpu += cpu_seconds() - started
     after = [await history_length(client, pid) for pid in ids]
     trips_ms = sorted(t * 1000 for t in trips)
@@ -135,18 +142,22 @@ async def main(sizes: list[int], projects_n: int, pairs: int, temporal: str, boo
         "one decision at a time"
     )
     header = (
-        f"{'history events':>15} | {'worker cache':>20} | {'round trip p50 ms':>17} | {'p99 ms':>7} | "
+        f"{'history events':>15} | {'worker':>44} | {'round trip p50 ms':>17} | {'p99 ms':>7} | "
         f"{'CPU ms/decision':>15} | {'decisions':>9}"
     )
     print(header)
     print("-" * len(header))
     for size in sizes:
-        for cache in (1000, WORKFLOW_CACHE):
+        cached = settings.workflow_cache
+        for label, cache, read_first in (
+            (f"product: cache {cached}, decisions only", cached, False),
+            (f"product: cache {cached}, a read before each pair", cached, True),
+            ("no cache (until 2026-12-01)", 0, False),
+        ):
             # A long history takes minutes to build: one project per row there.
-            r = await measure(client, settings, size, cache, projects_n if size <= 1000 else 1, pairs)
-            label = f"{cache} (former)" if cache else f"{cache} (now: none)"
+            r = await measure(client, settings, size, cache, read_first, projects_n if size <= 1000 else 1, pairs)
             print(
-                f"{r['from']:>6.0f} → {r['to']:>6.0f} | {label:>20} | {r['p50']:>17.1f} | {r['p99']:>7.1f} | "
+                f"{r['from']:>6.0f} → {r['to']:>6.0f} | {label:>44} | {r['p50']:>17.1f} | {r['p99']:>7.1f} | "
                 f"{r['cpu_ms']:>15.1f} | {r['n']:>9.0f}",
                 flush=True,
             )

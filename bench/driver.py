@@ -8,6 +8,7 @@ again once the project moved on (counted).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -49,8 +50,9 @@ class Timings:
 
 
 class LeanDriver:
-    def __init__(self, projects: Projects, proposal: Proposal, timings: Timings) -> None:
+    def __init__(self, projects: Projects, proposal: Proposal, timings: Timings, think: float = 0.0) -> None:
         self.projects = projects
+        self.think = think  # seconds a person takes between a receipt and their next decision
         self.proposal = proposal
         self.pid = proposal.project_id
         self.timings = timings
@@ -70,6 +72,8 @@ class LeanDriver:
         return progress
 
     async def send(self, decision: Decision, actor: Identity) -> Receipt:
+        if self.think:
+            await asyncio.sleep(self.think)
         for _ in range(20):
             started = time.perf_counter()
             try:

@@ -37,7 +37,7 @@ from alliance.connections import kafka_options
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from alliance.worker import WORKFLOW_CACHE, WORKFLOW_TASK_SLOTS, project_worker
+from alliance.worker import WORKFLOW_TASK_SLOTS, project_worker
 from bench.bare import BareChild, BareProject, Shape, noop
 from bench.driver import LeanDriver, Timings
 from bench.proposals import smart_homes
@@ -45,10 +45,14 @@ from schemas.events import StatusEvent
 from workflows.project import workflow_id
 
 
-async def drive_bare(client: Client, task_queue: str, wf_id: str, shape: Shape, trips: list[float]) -> None:
+async def drive_bare(
+    client: Client, task_queue: str, wf_id: str, shape: Shape, trips: list[float], think: float = 0.0
+) -> None:
     handle = await client.start_workflow(BareProject.run, shape, id=wf_id, task_queue=task_queue)
     for n in range(shape.updates):
         await handle.execute_update(BareProject.await_due, n)
+        if think:
+            await asyncio.sleep(think)
         started = time.perf_counter()
         await handle.execute_update(BareProject.step, n)
         trips.append(time.perf_counter() - started)
@@ -101,7 +105,7 @@ async def gated(gate: asyncio.Semaphore, work: object) -> None:
         await work  # type: ignore[misc]
 
 
-async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: int) -> dict[str, float]:
+async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: int, think: float) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     settings = base.model_copy(
         update={
@@ -119,7 +123,9 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
         tail = asyncio.create_task(tail_events(settings, seen, stop))
         gate = asyncio.Semaphore(at_once)
         started = time.perf_counter()
-        await asyncio.gather(*(gated(gate, LeanDriver(projects, smart_homes(pid), timings).run()) for pid in ids))
+        await asyncio.gather(
+            *(gated(gate, LeanDriver(projects, smart_homes(pid), timings, think).run()) for pid in ids)
+        )
         product_s = time.perf_counter() - started
         await asyncio.sleep(1)
         stop.set()
@@ -150,7 +156,7 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
         started = time.perf_counter()
         await asyncio.gather(
             *(
-                gated(gate, drive_bare(client, bare_queue, f"bench-bare-{run}-{i:04d}", shape, bare_trips))
+                gated(gate, drive_bare(client, bare_queue, f"bench-bare-{run}-{i:04d}", shape, bare_trips, think))
                 for i in range(n)
             )
         )
@@ -175,7 +181,9 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
     }
 
 
-async def main(sizes: list[int], at_once: int, caches: list[int], temporal: str, bootstrap: str) -> None:
+async def main(
+    sizes: list[int], at_once: int, caches: list[int], thinks: list[float], temporal: str, bootstrap: str
+) -> None:
     base = Settings(temporal_address=temporal, kafka_bootstrap_servers=bootstrap, log_level="WARNING")
     logs.configure(base)
     client = await Client.connect(temporal, data_converter=pydantic_data_converter)
@@ -184,18 +192,20 @@ async def main(sizes: list[int], at_once: int, caches: list[int], temporal: str,
         f"Temporal {temporal}, Kafka {bootstrap}"
     )
     header = (
-        f"{'N':>5} | {'cache':>5} | {'proj/s':>6} | {'decisions/s':>11} | {'bare wf/s':>9} | {'bare upd/s':>10} | "
+        f"{'N':>5} | {'cache':>5} | {'think s':>7} | {'proj/s':>6} | {'decisions/s':>11} | {'bare wf/s':>9} | "
+        f"{'bare upd/s':>10} | "
         f"{'ratio':>5} | {'round trip p50/p99 ms':>21} | {'bare p50/p99 ms':>15} | {'decision→event p50/p99 ms':>25}"
     )
     print(header)
     print("-" * len(header))
     r: dict[str, float] = {}
     for n in sizes:
-        for cache in caches:
-            r = await run_size(client, base, n, at_once, cache)
+        for cache, think in [(c, t) for t in thinks for c in caches]:
+            r = await run_size(client, base, n, at_once, cache, think)
             product, bare = r["n"] / r["product_s"], r["n"] / r["bare_s"]
             print(
-                f"{n:>5} | {cache:>5} | {product:>6.2f} | {r['decisions'] / r['product_s']:>11.1f} | {bare:>9.2f} | "
+                f"{n:>5} | {cache:>5} | {think:>7.1f} | {product:>6.2f} | {r['decisions'] / r['product_s']:>11.1f} | "
+                f"{bare:>9.2f} | "
                 f"{r['bare_decisions'] / r['bare_s']:>10.1f} | {product / bare:>5.2f} | "
                 f"{r['trip_p50']:>9.0f} / {r['trip_p99']:>9.0f} | {r['bare_p50']:>6.0f} / {r['bare_p99']:>6.0f} | "
                 f"{r['lag_p50']:>11.0f} / {r['lag_p99']:>11.0f}",
@@ -216,10 +226,28 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--projects", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--at-once", type=int, default=50)
-    parser.add_argument("--cache", type=int, nargs="+", default=[WORKFLOW_CACHE], help="worker cache sizes to compare")
+    parser.add_argument(
+        "--cache", type=int, nargs="+", default=None, help="worker cache sizes to compare (default: the setting)"
+    )
+    parser.add_argument(
+        "--think",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="seconds each person takes between a receipt and the next decision (0: as fast as answered)",
+    )
     parser.add_argument("--temporal", default="127.0.0.1:7233")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     args = parser.parse_args()
-    asyncio.run(main(args.projects, args.at_once, args.cache, args.temporal, args.bootstrap))
+    asyncio.run(
+        main(
+            args.projects,
+            args.at_once,
+            args.cache or [Settings().workflow_cache],
+            args.think,
+            args.temporal,
+            args.bootstrap,
+        )
+    )
     sys.stdout.flush()
     os._exit(0)  # temporalio/sdk-python issue 300: abort at interpreter exit

@@ -1,14 +1,14 @@
 """Worker memory with 1, 100 and 1000 projects open (each waiting on its reviews), and how it grows, for the
-worker as `alliance worker` runs it (no workflow cache) and, with `--cache 1000`, the former cache, in one run.
+worker as `alliance worker` runs it, with each workflow cache size given (`ALLIANCE_WORKFLOW_CACHE`; the setting's
+default if none), in one run.
 
-    .venv/bin/python -m bench.memory [--open 1 100 1000] [--cache 0 1000]
+    .venv/bin/python -m bench.memory [--open 1 100 1000] [--cache 100 0 1000]
 
 Needs the local servers (`deploy/local/services.sh start`). Runs `alliance worker` as its own process on a fresh task
 queue, reads its resident memory (VmRSS) once idle (the baseline: the same worker with nothing to do), then after
 each step proposes projects until the given number is open, waits until every one is in financing (three reviews
 open, timers set), lets the worker settle and reads it again. A worker with a cache keeps every open workflow it
-ran (up to `max_cached_workflows`); without one, it keeps none between tasks. A cache other than 0 runs
-`bench.worker_process` (the same worker with that cache) instead of `alliance worker`.
+ran (up to `max_cached_workflows`); without one, it keeps none between tasks.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ async def one_worker(steps: list[int], temporal: str, bootstrap: str, cache: int
         "ALLIANCE_STATUS_TOPIC": settings.status_topic,
         "ALLIANCE_INSTRUCTION_TOPIC": settings.instruction_topic,
         "ALLIANCE_LOG_LEVEL": "WARNING",
+        "ALLIANCE_WORKFLOW_CACHE": str(cache),
     }
-    command = [ALLIANCE, "worker"] if cache == 0 else [sys.executable, "-m", "bench.worker_process", str(cache)]
-    worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([ALLIANCE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = await Client.connect(temporal, data_converter=pydantic_data_converter)
         projects = Projects(client, settings, Edge(settings))
@@ -105,10 +105,10 @@ async def main(steps: list[int], temporal: str, bootstrap: str, caches: list[int
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--open", type=int, nargs="+", default=[1, 100, 1000])
-    parser.add_argument("--cache", type=int, nargs="+", default=[0], help="workflow cache sizes to compare")
+    parser.add_argument("--cache", type=int, nargs="+", default=None, help="workflow cache sizes to compare")
     parser.add_argument("--temporal", default="127.0.0.1:7233")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     args = parser.parse_args()
-    asyncio.run(main(args.open, args.temporal, args.bootstrap, args.cache))
+    asyncio.run(main(args.open, args.temporal, args.bootstrap, args.cache or [Settings().workflow_cache]))
     sys.stdout.flush()
     os._exit(0)  # temporalio/sdk-python issue 300: abort at interpreter exit

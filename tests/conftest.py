@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from alliance.projects import Projects
 from alliance.settings import Settings
 from alliance.tokens import Edge
-from alliance.worker import WORKFLOW_CACHE, project_worker
+from alliance.worker import project_worker
 from tests.support import Services, WorkerProcesses, local_temporal
 from tests.support.servers import SERVER_STARTUP
 from workflows import visibility
@@ -139,7 +139,7 @@ async def time_skipping_env() -> WorkflowEnvironment:
 
 @asynccontextmanager
 async def time_skipping_projects(
-    settings: Settings, max_cached_workflows: int = WORKFLOW_CACHE
+    settings: Settings, max_cached_workflows: int | None = None
 ) -> AsyncIterator[tuple[WorkflowEnvironment, Projects]]:
     """A fresh time-skipping server with a project worker on it, and the projects' door to it."""
     env = await time_skipping_env()

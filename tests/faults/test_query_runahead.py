@@ -1,8 +1,5 @@
 """A status query that runs ahead of the workflow task, on the product's own workflow and worker set-up, on purpose.
 
-The worker here keeps no workflow cache (max_cached_workflows=0): the run-ahead then strands no project. The product's
-workers keep the cache for now (alliance/worker.py says why), so this pins what a worker without it guarantees.
-
 The race (temporalio 1.35.0's SDK core; docs/upstream-report.md): a query sent while no workflow task is pending goes
 to a worker directly, with the history as of when the worker polls it. When an activity result (and the workflow task
 it schedules) came in meanwhile, the core runs workflow code on those events to answer the query, and a worker that
@@ -12,7 +9,8 @@ recorded after them, while a replay applies both in one activation, Update first
 history (after a server restart, a sticky queue reset, a redeploy) then fails, or accepts the Update again: the project
 is stranded.
 
-Each run here does exactly that, with `project_worker` as `alliance worker` runs it:
+Each run here does exactly that, with `project_worker` as `alliance worker` runs it (its workflow cache on, and the
+eviction of every run that answered such a query, alliance/query_isolation.py):
 1. a worker takes the project's first task; the screening activity is held (the test completes it itself later, by
    its task token, as asynchronous completion: the product's activity code still computes the result) and the
    worker stops, as in a redeploy;
@@ -26,12 +24,14 @@ A run hit the race when the query answered a stage no workflow task had reached 
 A run stranded the project when its history has a failed workflow task, an Update accepted twice, does not replay
 with `temporalio.worker.Replayer`, or the project did not end cancelled.
 
-With the worker's former workflow cache (max_cached_workflows=1000), three series on this machine: the race hit in
-every run, the project stranded in 2 of 2, 5 of 10 and 3 of 10 runs (failed tasks "BadUpdateWorkflowExecutionMessage
-... Acceptance message while in state Completed", then "Nondeterminism error: Update machine does not handle this
-event"; or a history that does not replay). With the worker as it is now (no workflow cache, alliance/worker.py):
-the race hit in 10 of 10 runs, no project stranded. ALLIANCE_QUERY_RUNAHEAD_RUNS sets the number of runs
-(4 in the suite).
+Figures on this machine. A worker with a cache of 1000 and no eviction (`isolate_queries=False`): the race hit in
+every run, the project stranded in 2 of 2, 5 of 10, 3 of 10 and 1 of 6 runs (failed tasks
+"BadUpdateWorkflowExecutionMessage ... Acceptance message while in state Completed", then "Nondeterminism error:
+Update machine does not handle this event"; or a history that does not replay). A worker without a cache: race hit 10
+of 10 twice, none stranded. The product's worker (cache and eviction): see docs/performance.md for the series.
+ALLIANCE_QUERY_RUNAHEAD_RUNS sets the number of runs (4 in the suite); ALLIANCE_QUERY_RUNAHEAD_CACHE the worker's
+cache (the setting's default otherwise) and ALLIANCE_QUERY_RUNAHEAD_ISOLATE=0 leaves the eviction out, to show what it
+prevents.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from temporalio.worker import (
 from activities.messages import PUBLISH_STATUS_EVENTS, SCREEN_PROPOSAL
 from alliance.demo import OPERATOR
 from alliance.projects import Projects
+from alliance.query_isolation import EvictAfterLegacyQuery
 from alliance.settings import Settings
 from alliance.tokens import Edge
 from alliance.worker import WORKFLOWS, project_worker
@@ -72,6 +73,8 @@ from tests.support import example
 from workflows.project import workflow_id
 
 RUNS = int(os.environ.get("ALLIANCE_QUERY_RUNAHEAD_RUNS", "4"))
+CACHE = int(os.environ["ALLIANCE_QUERY_RUNAHEAD_CACHE"]) if "ALLIANCE_QUERY_RUNAHEAD_CACHE" in os.environ else None
+ISOLATE = os.environ.get("ALLIANCE_QUERY_RUNAHEAD_ISOLATE", "1") != "0"
 pytestmark = pytest.mark.timeout(60 + 45 * RUNS)
 
 
@@ -133,6 +136,7 @@ def quiet(history: WorkflowHistory) -> bool:
 class Outcome:
     raced: bool
     strands: list[str]
+    evictions: int
 
 
 async def reset_sticky(client: Client, wf_id: str) -> None:
@@ -151,7 +155,7 @@ async def one_run(client: Client, settings: Settings, holds: Holds, n: int) -> O
 
     # 1. The first worker takes the start and publishes `proposed`; screening runs and its result is held; the
     # worker goes.
-    async with project_worker(client, settings, max_cached_workflows=0):
+    async with project_worker(client, settings, max_cached_workflows=CACHE, isolate_queries=ISOLATE):
         await projects.propose(example("my-smart-homes-pilot", pid))
         await until(
             handle,
@@ -174,7 +178,7 @@ async def one_run(client: Client, settings: Settings, holds: Holds, n: int) -> O
     # 4. A new worker: the query first, then the task with the decision; its next publish is held.
     publishing = holds.gates[PUBLISH_STATUS_EVENTS] = asyncio.Event()
     strands: list[str] = []
-    async with project_worker(client, settings, max_cached_workflows=0):
+    async with project_worker(client, settings, max_cached_workflows=CACHE, isolate_queries=ISOLATE) as worker:
         seen: ProjectStatus = await query
         raced = seen.stage is not Stage.screening
         try:
@@ -196,6 +200,8 @@ async def one_run(client: Client, settings: Settings, holds: Holds, n: int) -> O
         except Exception as err:  # a failed workflow is a strand
             strands.append(f"workflow failed: {err!r}")
         history = await handle.fetch_history()
+        runner = worker.config()["workflow_runner"]
+        evictions = runner.evictions if isinstance(runner, EvictAfterLegacyQuery) else 0
 
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
@@ -211,7 +217,7 @@ async def one_run(client: Client, settings: Settings, holds: Holds, n: int) -> O
     replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if replayed.replay_failure is not None:
         strands.append(f"replay failed: {str(replayed.replay_failure)[:160]}")
-    return Outcome(raced=raced, strands=strands)
+    return Outcome(raced=raced, strands=strands, evictions=evictions)
 
 
 async def test_a_query_that_runs_ahead_of_the_workflow_task_strands_no_project(
@@ -225,9 +231,17 @@ async def test_a_query_that_runs_ahead_of_the_workflow_task_strands_no_project(
 
     raced = sum(o.raced for o in outcomes)
     stranded = [(n, o.strands) for n, o in enumerate(outcomes) if o.strands]
-    print(f"\nquery run-ahead: {RUNS} runs, race hit in {raced}, project stranded in {len(stranded)}")
+    evicted = sum(o.evictions > 0 for o in outcomes)
+    print(
+        f"\nquery run-ahead: {RUNS} runs (cache {CACHE if CACHE is not None else settings.workflow_cache}, eviction "
+        f"{'on' if ISOLATE else 'off'}), race hit in {raced}, a run evicted after the query in {evicted}, "
+        f"project stranded in {len(stranded)}"
+    )
     for n, strands in stranded:
         print(f"  run {n}: " + " | ".join(strands))
     # The reproduction must reach the race, or it proves nothing.
     assert raced > 0, "no query ran ahead of its workflow task: the reproduction no longer sets the race up"
     assert not stranded, f"{len(stranded)} of {RUNS} projects stranded: {stranded}"
+    if ISOLATE:
+        # The worker that answered the query must have evicted the run it answered from, in every run.
+        assert evicted == RUNS, f"the run was evicted after the query in {evicted} of {RUNS} runs"

@@ -1,5 +1,7 @@
-"""A decision taken right after a workflow task that only took a publishing result, on the product's worker (no
-workflow cache), on the dev server and the test broker.
+"""A decision taken right after a workflow task that only took a publishing result, on the product's worker without a
+workflow cache, on the dev server and the test broker. The product's workers keep a cache, but every run they rebuild
+from the history (evicted after a query outside a task, pushed out of a full cache, or after a restart or a redeploy)
+replays as a worker without a cache does, so this path is the product's too.
 
 temporalio 1.35.0's core, on a worker without a workflow cache, hands the result of a workflow task that made no
 commands to the next task together with an Update (one activation: the Update first, the result second), while a
@@ -18,15 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from alliance.projects import Projects
-from alliance.worker import WORKFLOW_CACHE, WORKFLOWS
+from alliance.settings import Settings
+from alliance.tokens import Edge
+from alliance.worker import WORKFLOWS, project_worker
 from schemas.decisions import Institution, RequestInformation
 from schemas.status import Stage
 from tests.faults.test_bad_input import settled
@@ -69,8 +75,14 @@ async def idle(projects: Projects, project_id: str) -> None:
     raise AssertionError(f"{project_id} still had an activity or a workflow task pending after 30 s")
 
 
+@pytest.fixture
+async def projects(temporal_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Projects]:
+    """The product's worker, keeping no workflow cache: every task is a run rebuilt from the history."""
+    async with project_worker(temporal_env.client, settings, max_cached_workflows=0):
+        yield Projects(temporal_env.client, settings, Edge(settings))
+
+
 async def test_decisions_right_after_a_publishing_result_replay_on_the_products_worker(projects: Projects) -> None:
-    assert WORKFLOW_CACHE == 0, "the product's workers keep no workflow cache (alliance/worker.py)"
     d = ProjectDriver(projects, example("et-cloud-finance", f"grouping-{uuid.uuid4().hex[:8]}"))
     await d.start()
     await d.progress(Stage.financing)

@@ -1,7 +1,7 @@
 """A project driven on a worker that keeps no workflow cache: every workflow task and every query starts from the
-history, so any difference between the worker that wrote a task and one that replays it fails at once. (Every
-worker of the product keeps no cache now, alliance/worker.py; this test pins it here with a late milestone and its
-reminders on the time-skipping server.)
+history, so any difference between the worker that wrote a task and one that replays it fails at once. (The product's
+workers keep a cache, but rebuild a run from its history after evicting it, after a restart and after a redeploy:
+alliance/worker.py; this test pins that path with a late milestone and its reminders on the time-skipping server.)
 
 The worker-kill test met such a difference once, at random, after a crash. A decision reached the project in the same
 workflow task as an activity result (a publish of the outbox). The milestone reminder loop then waited through
