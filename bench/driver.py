@@ -9,6 +9,7 @@ again once the project moved on (counted).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -52,7 +53,11 @@ class Timings:
 class LeanDriver:
     def __init__(self, projects: Projects, proposal: Proposal, timings: Timings, think: float = 0.0) -> None:
         self.projects = projects
-        self.think = think  # seconds a person takes between a receipt and their next decision
+        # Seconds a person takes between a receipt and their next decision: `think` on average, drawn uniformly
+        # between half and one and a half times it (seeded by the project), so that projects started together do
+        # not decide in step.
+        self.think = think
+        self.rng = random.Random(proposal.project_id)
         self.proposal = proposal
         self.pid = proposal.project_id
         self.timings = timings
@@ -73,7 +78,7 @@ class LeanDriver:
 
     async def send(self, decision: Decision, actor: Identity) -> Receipt:
         if self.think:
-            await asyncio.sleep(self.think)
+            await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
         for _ in range(20):
             started = time.perf_counter()
             try:

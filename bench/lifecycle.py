@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import time
@@ -49,10 +50,11 @@ async def drive_bare(
     client: Client, task_queue: str, wf_id: str, shape: Shape, trips: list[float], think: float = 0.0
 ) -> None:
     handle = await client.start_workflow(BareProject.run, shape, id=wf_id, task_queue=task_queue)
+    rng = random.Random(wf_id)  # as bench.driver.LeanDriver's people
     for n in range(shape.updates):
         await handle.execute_update(BareProject.await_due, n)
         if think:
-            await asyncio.sleep(think)
+            await asyncio.sleep(think * rng.uniform(0.5, 1.5))
         started = time.perf_counter()
         await handle.execute_update(BareProject.step, n)
         trips.append(time.perf_counter() - started)
@@ -234,7 +236,8 @@ if __name__ == "__main__":
         type=float,
         nargs="+",
         default=[0.0],
-        help="seconds each person takes between a receipt and the next decision (0: as fast as answered)",
+        help="seconds each person takes on average between a receipt and the next decision (uniform, 0.5-1.5 times "
+        "it; 0: as fast as answered)",
     )
     parser.add_argument("--temporal", default="127.0.0.1:7233")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
