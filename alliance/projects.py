@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -497,25 +498,42 @@ class Projects:
                     f"unknown project {project_id}: no workflow {workflow_id(project_id)}", "unknown"
                 ) from err
             raise UserError(f"cannot read project {project_id}: {err.message}", "unavailable") from err
+        seconds = self.settings.decision_wait_seconds
+        asked = time.monotonic()
         try:
             if description.status is ExecutionStatus.COMPLETED:
                 status = await handle.result()
             else:
-                status = await handle.query(
-                    ProjectWorkflow.status, rpc_timeout=timedelta(seconds=self.settings.decision_wait_seconds)
-                )
+                # Without a worker the query would wait out its deadline and fail as a transport error ("h2
+                # protocol error"): a task queue no worker polls is named, in words, within the same wait.
+                await self._check_workers(project_id, None, seconds)
+                asked = time.monotonic()
+                status = await handle.query(ProjectWorkflow.status, rpc_timeout=timedelta(seconds=seconds))
         except WorkflowFailureError as err:
             raise UserError(f"project {project_id}'s workflow failed: {err.cause}", "unavailable") from err
-        except (RPCError, WorkflowQueryFailedError, TemporalError) as err:
-            # A worker gone, a status too large to send (Blob data size exceeds limit), a query the worker failed.
-            message = (
-                f"cannot read the status of project {project_id}: {getattr(err, 'message', None) or err} (is a "
-                f"worker running on task queue {self.settings.task_queue}? `alliance worker` starts one)"
-            )
-            raise UserError(message, "unavailable") from err
+        except RPCError as err:
+            if err.status is RPCStatusCode.DEADLINE_EXCEEDED or time.monotonic() - asked >= seconds * 0.95:
+                # A worker polled a moment ago (`_check_workers`) but none answered before the deadline.
+                raise UserError(
+                    f"cannot read the status of project {project_id}: it did not answer within "
+                    f"{seconds:g} s (the workers of task queue {self.settings.task_queue} "
+                    "are busy, or stopped since they last polled)",
+                    "unavailable",
+                ) from err
+            raise self._unreadable(project_id, err) from err
+        except (WorkflowQueryFailedError, TemporalError) as err:
+            raise self._unreadable(project_id, err) from err
         if actor is not None and remit.refusal(actor, Action.read_terms) is not None:
             status = redacted(status)
         return status
+
+    def _unreadable(self, project_id: str, err: Exception) -> UserError:
+        # A status too large to send (Blob data size exceeds limit), a query the worker failed.
+        message = (
+            f"cannot read the status of project {project_id}: {getattr(err, 'message', None) or err} (is a "
+            f"worker running on task queue {self.settings.task_queue}? `alliance worker` starts one)"
+        )
+        return UserError(message, "unavailable")
 
     async def page(
         self,

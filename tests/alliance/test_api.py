@@ -545,8 +545,8 @@ async def test_no_worker_means_a_bounded_answer_naming_the_task_queue(
         unread = await Api(http, api.edge).call(AUDITOR, "GET", "/projects/ke-no-worker")
         assert unread.status_code == 503 and unread.headers["content-type"] == "application/problem+json"
         assert unread.json()["code"] == "unavailable"
-        assert "cannot read the status of project ke-no-worker" in unread.json()["detail"]
-        assert idle.task_queue in unread.json()["detail"]
+        assert f"no worker polled task queue {idle.task_queue} within 2 s" in unread.json()["detail"]
+        assert "nothing was asked of project ke-no-worker" in unread.json()["detail"]
         refused = await Api(http, api.edge).decide(OPERATOR, "ke-no-worker", "cancellation", {"reason": "r", "by": "x"})
         assert refused.status_code == 503 and idle.task_queue in refused.json()["detail"]
     await temporal_env.client.get_workflow_handle(workflow_id("ke-no-worker")).terminate("test over")
@@ -570,6 +570,14 @@ async def test_a_decision_no_worker_answers_returns_in_time_and_counts_once_a_wo
     assert caught.value.kind == "unavailable" and "project ke-worker-gone did not answer within 2 s" in message
     assert f"the workers of task queue {queue.task_queue} are busy, or stopped" in message
     assert "send the same decision again (decision id cancel-while-gone)" in message
+    # A status read likewise: in words, within its wait (it used to be "h2 protocol error" after the deadline).
+    unread_settings = queue.model_copy(update={"decision_wait_seconds": 2})
+    with pytest.raises(UserError) as caught:
+        await Projects(temporal_env.client, unread_settings, projects.edge).status("ke-worker-gone", OPERATOR)
+    message = str(caught.value)
+    assert caught.value.kind == "unavailable", message
+    assert "cannot read the status of project ke-worker-gone: it did not answer within 2 s" in message
+    assert f"the workers of task queue {queue.task_queue} are busy, or stopped" in message
     async with project_worker(temporal_env.client, queue):
         receipt = await with_worker.decide("ke-worker-gone", cancel, OPERATOR)
         assert receipt.stage is Stage.cancelled
