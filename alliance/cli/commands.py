@@ -370,7 +370,7 @@ def events_tail(
     follow: Annotated[bool, typer.Option(help="Keep waiting for new events")] = False,
     limit: Annotated[int | None, typer.Option(help="Stop after this many events")] = None,
 ) -> None:
-    """Print status events from Kafka, one JSON line each."""
+    """Print status events from Kafka, one JSON line each (stdout); when none matched, a note saying so (stderr)."""
     from alliance.event_feed import tail
 
     settings = get_settings()
@@ -379,5 +379,11 @@ def events_tail(
         sys.stdout.write(event_json + "\n")
         sys.stdout.flush()
 
+    shown = None
     with contextlib.suppress(KeyboardInterrupt):
-        run(tail(settings, show, project=project, from_beginning=from_beginning, follow=follow, limit=limit))
+        shown = run(tail(settings, show, project=project, from_beginning=from_beginning, follow=follow, limit=limit))
+    if shown == 0:
+        # An empty output alone cannot be told from a mistyped project id.
+        whose = f" of project {project}" if project else ""
+        where = "kept" if from_beginning else "new"
+        sys.stderr.write(f"no status events{whose} {where} on topic {settings.status_topic}\n")

@@ -65,7 +65,11 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     tail = await cli(settings, "events", "tail", "--project", "ke-cli-path")
     types = [json.loads(line)["type"].rsplit(".", 1)[-1] for line in tail.out.splitlines()]
     assert types[0] == "proposed" and types[-1] == "commitment_released"
-    assert len(types) == len(status.events)
+    assert len(types) == len(status.events) and tail.err == ""
+    # A project with no events (a mistyped id) says so, instead of printing nothing.
+    none = await cli(settings, "events", "tail", "--project", "ke-cli-pth")
+    assert none.code == 0 and none.out == ""
+    assert none.err == f"no status events of project ke-cli-pth kept on topic {settings.status_topic}\n"
 
     late = await cli(settings, "satisfy", "ke-cli-path", "legal-opinion", "--evidence", "LO-1", "--by", "x")
     assert (
