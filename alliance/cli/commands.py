@@ -38,6 +38,7 @@ from schemas.identity import Identity, Role
 from schemas.money import Money
 from schemas.proposal import Sector
 from schemas.stage import Stage
+from workflows.project import named
 
 DecisionIdOpt = Annotated[
     str | None, typer.Option("--decision-id", help="Your id for this decision; re-sending it changes nothing")
@@ -90,8 +91,14 @@ def _decision(model: type[Decision], **fields: Any) -> Decision:
 
 
 def _submit(ctx: typer.Context, project_id: str, decision: Decision, wait: float | None) -> None:
-    receipt = session(ctx).act(lambda ops: ops.decide(project_id, decision, wait))
+    s = session(ctx)
+    receipt = s.act(lambda ops: ops.decide(project_id, decision, wait))
     render.receipt(project_id, receipt)
+    # With a token the project records the token's person (attested by the edge: workflows.remit.claimed), not the
+    # name given with --officer / --by: said, so that nobody believes another name was recorded.
+    person, given = s.person(), named(decision)
+    if person and given != person:
+        render.note(f"the decision is recorded as made by {person} (the token's person), not {given}")
 
 
 # An amount as people write it: ASCII digits, commas between groups of three if any, an optional decimal part.

@@ -57,6 +57,11 @@ def error(message: str) -> None:
     errors.print(Text.assemble(("error:", "red"), " ", visible(message)), highlight=False, soft_wrap=True)
 
 
+def note(message: str) -> None:
+    """A `note:` line (stderr) about what a command did that the person may not expect; the command goes on."""
+    errors.print(Text.assemble(("note:", "yellow"), " ", visible(message)), highlight=False, soft_wrap=True)
+
+
 def started(project_id: str, result: Started) -> None:
     if result.replayed:
         out.print(

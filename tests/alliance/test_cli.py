@@ -57,8 +57,11 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     table = await cli(settings, "status", "ke-cli-path")
     assert "Stage: effectiveness" in table.out and "legal-opinion" in table.out
 
+    assert approved.err == ""  # --officer is the token's person: nothing set aside
     cancelled = await cli(settings, "cancel", "ke-cli-path", "--reason", "test over", "--by", "PMO")
     assert cancelled.code == 0, cancelled.err
+    # Another name than the token's is set aside, and the command says so.
+    assert cancelled.err == "note: the decision is recorded as made by Zhang Min (the token's person), not PMO\n"
     status = await finished(projects, "ke-cli-path")
     assert status.stage is Stage.cancelled
 
