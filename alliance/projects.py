@@ -57,10 +57,10 @@ from schemas.decisions import AwaitProgress, Decision, Institution, Progress, Re
 from schemas.identity import Identity
 from schemas.money import Money
 from schemas.proposal import Proposal
-from schemas.status import ProjectStatus, ReviewStatus
+from schemas.status import ProjectStatus, ReviewStatus, Stage
 from schemas.timetable import ProjectInput, Timetable
 from workflows import basis, catalogue, remit, visibility
-from workflows.project import ProjectWorkflow, workflow_id
+from workflows.project import PUBLISHED_SEQUENCE_MEMO, ProjectWorkflow, workflow_id
 from workflows.refusals import has_ended
 from workflows.remit import Action
 
@@ -105,6 +105,14 @@ async def within(seconds: float, update: Awaitable[T]) -> T:
 
 # A wait answered `reached` false before its time (released, or the run continuing as new) is sent again after this.
 ASK_AGAIN_SECONDS = 0.1
+# How often a wait for a project that takes no more waits reads its stage and published sequence from Temporal.
+FOLLOW_SECONDS = 0.5
+
+
+def spent_every_update(err: RPCError) -> bool:
+    """Whether Temporal refused an Update because the run has taken as many as it may in all
+    (`history.maxTotalUpdates`, 2,000 by default; set below what the workflow keeps for decisions)."""
+    return "total number of distinct updates" in err.message
 
 
 def holds_every_update(err: RPCError) -> bool:
@@ -432,8 +440,9 @@ class Projects:
         where the project stands, `reached` false (one status read), and releases the wait in the workflow, so that
         a wait given up never holds one of the project's Updates. A wait answered early without the progress (the
         project's waits were released, or its run continues as new) is sent again for the time left; a project
-        whose waits are all held by callers that vanished has them released. An ended project answers from its
-        result."""
+        whose waits are all held by callers that vanished has them released; one that takes no more waits (it keeps
+        its Updates for decisions: `workflows.limits.check_wait`) is followed through Temporal's description of it
+        (`_follow`). An ended project answers from its result."""
         self._permit(actor, Action.read)
         await self._check_workers(project_id, None, self.settings.decision_wait_seconds)
         handle = self._handle(project_id)
@@ -464,6 +473,8 @@ class Projects:
                 return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=False)
             except WorkflowUpdateFailedError as err:
                 cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type == catalogue.WAITS_SPENT:
+                    return await self._follow(project_id, wait, deadline, actor)
                 if released or not (isinstance(cause, ApplicationError) and cause.type == catalogue.WAITS_FULL):
                     raise refusal(err) from err
                 # Every wait the project takes is open (callers that vanished without releasing theirs): end them;
@@ -472,6 +483,8 @@ class Projects:
                 await self._release_waits(project_id, [])
                 await asyncio.sleep(ASK_AGAIN_SECONDS)
             except RPCError as err:
+                if spent_every_update(err):
+                    return await self._follow(project_id, wait, deadline, actor)
                 if holds_every_update(err) and not released:
                     released = True
                     await self._release_waits(project_id, [])
@@ -484,6 +497,34 @@ class Projects:
                 except (RPCError, WorkflowFailureError):
                     raise await self._explain_rpc(project_id, err) from err
                 return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=True)
+
+    async def _follow(self, project_id: str, wait: AwaitProgress, deadline: float, actor: Identity | None) -> Progress:
+        """A wait for a project that takes no more waits (`workflows.limits.check_wait`): reads from Temporal, every
+        FOLLOW_SECONDS until the loop time `deadline`, the project's stage (its `ProjectStage` search attribute) and
+        how far its events are on Kafka (its `published_sequence` memo), which asks nothing of its worker and adds
+        nothing to its history; then answers from one status read."""
+        minimum = 0 if wait.min_sequence is None and not wait.stages else wait.min_sequence
+        handle = self._handle(project_id)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                description = await handle.describe()
+            except RPCError as err:
+                raise await self._explain_rpc(project_id, err) from err
+            if description.status is not ExecutionStatus.RUNNING:
+                break
+            stage = description.typed_search_attributes.get(visibility.STAGE)
+            published = await description.memo_value(PUBLISHED_SEQUENCE_MEMO, 0, type_hint=int)
+            if (minimum is not None and published >= minimum) or (stage is not None and Stage(stage) in wait.stages):
+                break
+            if loop.time() + FOLLOW_SECONDS >= deadline:
+                break
+            await asyncio.sleep(FOLLOW_SECONDS)
+        status = await self.status(project_id, actor)
+        reached = (
+            (minimum is not None and status.sequence >= minimum) or status.stage in wait.stages or status.stage.is_final
+        )
+        return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=reached)
 
     async def status(self, project_id: str, actor: Identity | None = None) -> ProjectStatus:
         """The project's status (a query to its worker, or its result once it has ended); without loan terms for an

@@ -89,6 +89,9 @@ RELEASE_PROGRESS_WAITS = "release_progress_waits"
 # The refusal type of a wait refused because the project holds as many waits as it takes (the edge releases them,
 # then asks again: their callers, if still there, ask again too).
 WAITS_FULL = "ProgressWaitsFull"
+# The refusal type of a wait refused because the run has spent the waits it takes (workflows.limits.check_wait): the
+# edge follows the project without one.
+WAITS_SPENT = "ProgressWaitsSpent"
 
 
 def kind_of(decision: Decision) -> DecisionKind:

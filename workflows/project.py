@@ -167,6 +167,7 @@ class ProjectWorkflow:
         self._closing = False  # continuing as new: progress waits answer now, the next run takes new ones
         self._open_waits: set[str] = set()  # Update ids of the `await_progress` waits not answered yet
         self._released_waits: set[str] = set()  # those whose callers gave up (`release_progress_waits`)
+        self._waits_taken = 0  # `await_progress` Updates accepted in this run (limits.check_wait)
         if start.continued is not None:
             # A run that continues an earlier one: same project, same event numbering, same decisions remembered.
             self._status = start.continued.status.model_copy(deep=True)
@@ -753,6 +754,7 @@ class ProjectWorkflow:
             wait = wait.model_copy(update={"min_sequence": 0})
         info = workflow.current_update_info()
         wait_id = info.id if info is not None else ""
+        self._waits_taken += 1
         self._open_waits.add(wait_id)
         try:
             # A released wait answers, as a reached one does, only while the main coroutine is parked: its answer is
@@ -770,6 +772,12 @@ class ProjectWorkflow:
 
     @await_progress.validator
     def _validate_await_progress(self, wait: AwaitProgress) -> None:
+        limits.check_wait(
+            self._proposal.project_id,
+            self._waits_taken,
+            workflow.info().get_current_history_length(),
+            self._continue_after,
+        )
         if len(self._open_waits - self._released_waits) >= MAX_PROGRESS_WAITS:  # released: answering, not held
             raise Refused(
                 f"{MAX_PROGRESS_WAITS} waits for project {self._proposal.project_id}'s progress are open already; "

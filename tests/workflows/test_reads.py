@@ -20,8 +20,10 @@ from schemas.decisions import Approve, AwaitProgress, Institution, Reject
 from schemas.status import Stage
 from tests.support import example, finished, local_temporal
 from tests.workflows.driving import ProjectDriver, leave_waits_open
-from workflows.limits import MAX_DECISION_BYTES
+from workflows import catalogue, limits
+from workflows.limits import MAX_DECISION_BYTES, MAX_WAITS_PER_RUN
 from workflows.project import MAX_PROGRESS_WAITS, workflow_id
+from workflows.refusals import Refused
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -157,6 +159,60 @@ async def test_a_decision_finding_every_update_slot_held_releases_the_waits_and_
             await d.cancel()
     finally:
         await env.shutdown()
+
+
+# Temporal lets one run take 2,000 Updates in all (`history.maxTotalUpdates`), then refuses every Update, decisions
+# included, until the run continues as new, which a project in financing never does. Every wait spent one: a
+# dashboard following a project in financing with 60 s waits would have locked it in a day and a half (here, with a
+# server that allows 40, the approval was refused: "The limit on the total number of distinct updates in this
+# workflow has been reached"). Each wait also lengthened the history a rebuilt run replays. Now the project refuses
+# waits once its history reaches its continue-as-new length (100 events here) or it has taken 500, and the edge
+# follows it through Temporal's description (stage and published sequence) instead.
+async def test_waits_never_spend_the_updates_decisions_need_nor_lengthen_the_history_for_good(
+    settings: Settings,
+) -> None:
+    short = settings.model_copy(update={"continue_as_new_after_events": 100})
+    env = await local_temporal("history.maxTotalUpdates=40")
+    try:
+        async with project_worker(env.client, short):
+            projects = Projects(env.client, short, Edge(short))
+            d = await in_financing(projects)
+            handle = env.client.get_workflow_handle(workflow_id(d.pid))
+            lengths = []
+            for _ in range(45):
+                progress = await projects.await_progress(d.pid, AwaitProgress(min_sequence=999, timeout_seconds=0.2))
+                assert not progress.reached and progress.stage is Stage.financing
+                lengths.append((await handle.describe()).raw_description.workflow_execution_info.history_length)
+            # The waits stopped adding to the history once it was as long as the project lets it grow by waiting.
+            assert max(lengths) < 100 + 10, lengths
+            assert lengths[-10:] == [lengths[-1]] * 10, lengths
+            # A wait for what a decision sets off is answered once the project gets there, without an Update.
+            sequence = (await d.status()).sequence
+            following = asyncio.create_task(
+                projects.await_progress(d.pid, AwaitProgress(min_sequence=sequence + 1, timeout_seconds=30))
+            )
+            await asyncio.sleep(0.5)
+            receipt = await d.approve(Institution.sinosure)
+            assert receipt.stage is Stage.financing
+            followed = await following
+            assert followed.reached and followed.sequence >= receipt.event_sequence, followed
+            stage = await projects.await_progress(d.pid, AwaitProgress(stages=[Stage.financing], timeout_seconds=5))
+            assert stage.reached and stage.stage is Stage.financing
+            await d.cancel()
+            assert (await finished(projects, d.pid)).stage is Stage.cancelled
+    finally:
+        await env.shutdown()
+
+
+def test_a_wait_is_refused_once_the_run_has_spent_its_waits_or_its_history_is_long() -> None:
+    limits.check_wait("p", MAX_WAITS_PER_RUN - 1, 99, 100)
+    for taken, length, said in (
+        (MAX_WAITS_PER_RUN, 10, f"it has taken {MAX_WAITS_PER_RUN} waits in this run"),
+        (0, 100, "its history is 100 events long (it continues as new at 100)"),
+    ):
+        with pytest.raises(Refused) as refused:
+            limits.check_wait("p", taken, length, 100)
+        assert refused.value.type == catalogue.WAITS_SPENT and said in refused.value.message
 
 
 # The edge sends a decision based on a status not reached yet again until its wait is over. When the wait ran out
