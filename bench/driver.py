@@ -41,10 +41,11 @@ OFFICER = "Liu Yang, CDB Asia division"
 
 @dataclass
 class Timings:
-    """What the drivers saw: each decision's round trip (s) and when it was sent (perf_counter), by (project, event
-    sequence of the event it produced)."""
+    """What the drivers saw: each decision's round trip (s), also by kind of decision, and when it was sent
+    (perf_counter), by (project, event sequence of the event it produced)."""
 
     round_trips: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)  # round trips (s) by decision model
     sent: dict[tuple[str, int], float] = field(default_factory=dict)
     waits: int = 0
     retries: int = 0
@@ -91,6 +92,7 @@ class LeanDriver:
                 continue
             done = time.perf_counter()
             self.timings.round_trips.append(done - started)
+            self.timings.by_kind.setdefault(type(decision).__name__, []).append(done - started)
             self.timings.sent[(self.pid, receipt.event_sequence)] = started
             self.sequence = max(self.sequence, receipt.sequence or receipt.event_sequence)
             return receipt

@@ -140,6 +140,13 @@ async def run_size(client: Client, base: Settings, n: int, at_once: int, cache: 
         f"p50 {statistics.median(lags):.0f} / p99 {pct(lags, 0.99):.0f} ms (the bare baseline runs next)",
         flush=True,
     )
+    for kind, seconds in sorted(timings.by_kind.items()):
+        ms = [t * 1000 for t in seconds]
+        print(
+            f"        {kind}: {len(ms)} decisions, round trip p50 {statistics.median(ms):.0f} / p99 "
+            f"{pct(ms, 0.99):.0f} / max {max(ms):.0f} ms",
+            flush=True,
+        )
 
     shape = await shape_of(client, ids[0])
     bare_queue = f"bench-bare-{run}"
