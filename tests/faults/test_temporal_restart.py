@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -22,33 +22,45 @@ from alliance.tokens import Edge
 from schemas.status import Stage
 from tests.faults.driving import HALFWAY_MILESTONE, Halfway, drive_to_completion
 from tests.faults.histories import check_histories
-from tests.support import Services, WorkerProcesses, assert_kafka_matches_history, events_by_project, example, finished
+from tests.support import (
+    Services,
+    WorkerProcesses,
+    assert_kafka_matches_history,
+    events_by_project,
+    example,
+    finished,
+    free_port,
+)
 
 pytestmark = pytest.mark.timeout(900)
 PROJECTS = 20
 SERVICES = Path(__file__).resolve().parents[2] / "deploy" / "local" / "services.sh"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_a_temporal_server_restarted_on_its_database_resumes_every_project(
     settings: Settings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    temporal = Services(
-        SERVICES,
-        {
-            **os.environ,
-            "ALLIANCE_STATE_DIR": str(tmp_path / "state"),
-            "ALLIANCE_TEMPORAL_PORT": str(port),
-            "ALLIANCE_TEMPORAL_HEADLESS": "1",
-        },
-    )
-    await temporal.run("start", "temporal")
+    # A port found free can be taken (by a client connection's ephemeral port) before the server binds it: the dev
+    # server then exits ("bind: address already in use"), and a new port is tried.
+    for attempt in range(3):
+        port = free_port()
+        temporal = Services(
+            SERVICES,
+            {
+                **os.environ,
+                "ALLIANCE_STATE_DIR": str(tmp_path / f"state-{attempt}"),
+                "ALLIANCE_TEMPORAL_PORT": str(port),
+                "ALLIANCE_TEMPORAL_HEADLESS": "1",
+            },
+        )
+        try:
+            await temporal.run("start", "temporal")
+            break
+        except subprocess.CalledProcessError:
+            if "address already in use" not in (tmp_path / f"state-{attempt}" / "temporal.log").read_text():
+                raise
+    else:
+        raise AssertionError("three free ports were taken before the Temporal dev server could bind them")
     own = settings.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
     workers = WorkerProcesses(own, tmp_path)
     drivers: dict[str, asyncio.Task[None]] = {}

@@ -76,11 +76,11 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing(
         f"injected: {len(kills)} SIGKILLs to the worker at random moments (seed {seed}), {PROJECTS} projects, "
         f"{ended_at_last_kill} of them driven to their end at the last kill"
     )
-    assert kills, "the projects finished before any kill: the test injected nothing"
-
-    print(f"refused as early after a kill, then accepted: {len(PatientDriver.refusals)} decisions")
+    # Drivers that failed first: when they all fail at once, no kill happens, and the reason is theirs.
     failed = {pid: repr(outcome) for pid, outcome in outcomes.items() if isinstance(outcome, BaseException)}
-    assert not failed, f"{len(failed)} of {PROJECTS} drivers failed: {failed}"
+    assert not failed, f"{len(failed)} of {PROJECTS} drivers failed ({len(kills)} kills): {failed}"
+    assert kills, "the projects finished before any kill: the test injected nothing"
+    print(f"refused as early after a kill, then accepted: {len(PatientDriver.refusals)} decisions")
     statuses = {pid: await asyncio.wait_for(finished(projects, pid), 120) for pid in ids}
     published = await events_by_project(settings)  # read once every workflow has ended (all published)
     duplicates = 0
