@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         ge=0,
         le=100_000,
         description="Workflow runs a worker keeps between workflow tasks (max_cached_workflows; 0 replays every "
-        "task's whole history); about 0.3-0.4 MiB each",
+        "task's whole history); about 0.5 MiB each",
     )
 
     # API
