@@ -412,9 +412,10 @@ class Projects:
                 break
             await asyncio.sleep(WORKERS_RECHECK_SECONDS)
         what = f"decision {decision.decision_id} was not sent to" if decision else "nothing was asked of"
+        again = "send it again" if decision else "ask again"
         raise UserError(
             f"no worker polled task queue {self.settings.task_queue} within {seconds:g} s, so {what} project "
-            f"{project_id} and nothing changed: start a worker (`alliance worker`) and send it again",
+            f"{project_id} and nothing changed: start a worker (`alliance worker`) and {again}",
             "unavailable",
         )
 

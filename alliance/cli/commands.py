@@ -393,4 +393,4 @@ def events_tail(
         # An empty output alone cannot be told from a mistyped project id.
         whose = f" of project {project}" if project else ""
         where = "kept" if from_beginning else "new"
-        sys.stderr.write(f"no status events{whose} {where} on topic {settings.status_topic}\n")
+        render.note(f"no status events{whose} {where} on topic {settings.status_topic}")

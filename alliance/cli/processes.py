@@ -72,14 +72,19 @@ def dev(
     for what, host, port, variable in (
         ("API", settings.api_host, settings.api_port, "ALLIANCE_API_PORT"),
         ("stream worker", settings.streams_web_host, settings.streams_web_port, "ALLIANCE_STREAMS_WEB_PORT"),
+        ("worker's metrics", settings.metrics_host, settings.metrics_port, "ALLIANCE_METRICS_PORT"),
     ):
-        if not port_free(host, port):
+        if port is not None and not port_free(host, port):
             raise UserError(
                 f"port {port} on {host}, for the {what}, is taken by another process (an `alliance dev` still "
                 f"running?): stop it, or choose another port with {variable}",
                 "unavailable",
             )
     env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
+    # deploy/local/services.sh's port for the Web UI.
+    web_ui = (
+        "none (--headless)" if headless else f"http://127.0.0.1:{os.environ.get('ALLIANCE_TEMPORAL_UI_PORT', '8233')}"
+    )
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")
     alliance = str(Path(sys.executable).parent / "alliance")
@@ -102,7 +107,7 @@ def dev(
                     out.print(line)
             out.print(
                 Text.assemble(("Ready.", "bold")),
-                "Temporal Web UI: http://127.0.0.1:8233 · API: "
+                f"Temporal Web UI: {web_ui} · API: "
                 f"http://{settings.api_host}:{settings.api_port}/docs · stream worker: "
                 f"http://{settings.streams_web_host}:{settings.streams_web_port}/portfolio/ (`alliance portfolio`) · "
                 f"Kafka: {settings.kafka_bootstrap_servers}, topic {settings.status_topic}. Ctrl-C stops everything.",

@@ -72,7 +72,7 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     # A project with no events (a mistyped id) says so, instead of printing nothing.
     none = await cli(settings, "events", "tail", "--project", "ke-cli-pth")
     assert none.code == 0 and none.out == ""
-    assert none.err == f"no status events of project ke-cli-pth kept on topic {settings.status_topic}\n"
+    assert none.err == f"note: no status events of project ke-cli-pth kept on topic {settings.status_topic}\n"
 
     late = await cli(settings, "satisfy", "ke-cli-path", "legal-opinion", "--evidence", "LO-1", "--by", "x")
     assert (
@@ -316,7 +316,7 @@ async def test_configuration_mistakes_are_one_line_naming_the_variable(settings:
 async def test_dev_with_a_port_taken_says_so_and_starts_nothing(settings: Settings) -> None:
     # An `alliance dev` left running (or its helpers, orphaned) holds the API's and the stream worker's ports: the
     # next one said "Ready." while its own helpers kept failing to start, the reason only in their JSON logs.
-    variables = ("ALLIANCE_API_PORT", "ALLIANCE_STREAMS_WEB_PORT")
+    variables = ("ALLIANCE_API_PORT", "ALLIANCE_STREAMS_WEB_PORT", "ALLIANCE_METRICS_PORT")
     for variable in variables:
         ports = {other: str(free_port()) for other in variables}
         with socket.socket() as taken:
