@@ -28,6 +28,16 @@ say() { printf '[services] %s\n' "$*" >&2; }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# A server of another state folder (another `alliance dev`, another checkout) on a port this one needs would answer
+# the readiness checks below in its place: refuse to start instead.
+refuse_taken() { # what port variable
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+    say "port $2 on 127.0.0.1, for the $1, is taken by another process (a server of another state folder than"
+    say "$STATE?): stop it, or choose another port with $3"
+    exit 1
+  fi
+}
+
 stop_pid() { # name pidfile
   local name=$1 pidfile=$2
   if ! alive "$pidfile"; then rm -f "$pidfile"; return 0; fi
@@ -45,8 +55,13 @@ start_temporal() {
   local pidfile="$STATE/temporal.pid"
   if alive "$pidfile"; then say "Temporal already running (pid $(cat "$pidfile"))"; return 0; fi
   [ -x "$VENV/bin/temporal" ] || { say "no $VENV/bin/temporal: run 'make setup' first"; exit 1; }
+  refuse_taken "Temporal frontend" "$TEMPORAL_PORT" ALLIANCE_TEMPORAL_PORT
   local ui=(--ui-port "$TEMPORAL_UI_PORT")
-  [ "${ALLIANCE_TEMPORAL_HEADLESS:-0}" = 1 ] && ui=(--headless)
+  if [ "${ALLIANCE_TEMPORAL_HEADLESS:-0}" = 1 ]; then
+    ui=(--headless)
+  else
+    refuse_taken "Temporal Web UI" "$TEMPORAL_UI_PORT" ALLIANCE_TEMPORAL_UI_PORT
+  fi
   # shellcheck disable=SC2046
   (cd "$ROOT" && exec "$VENV/bin/temporal" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" "${ui[@]}" \
       --db-filename "$STATE/temporal.db" --log-level warn \
@@ -82,6 +97,8 @@ kafka_libs() {
 start_kafka() {
   local pidfile="$STATE/kafka.pid"
   if alive "$pidfile"; then say "Kafka already running (pid $(cat "$pidfile"))"; return 0; fi
+  refuse_taken "Kafka broker" "$KAFKA_PORT" ALLIANCE_KAFKA_PORT
+  refuse_taken "Kafka controller" "$KAFKA_CONTROLLER_PORT" ALLIANCE_KAFKA_CONTROLLER_PORT
   local libs; libs=$(kafka_libs)
   local data="$STATE/kafka/data" props="$STATE/kafka/server.properties"
   mkdir -p "$data"
