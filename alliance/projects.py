@@ -109,6 +109,13 @@ ASK_AGAIN_SECONDS = 0.1
 FOLLOW_SECONDS = 0.5
 
 
+def reaches(wait: AwaitProgress, stage: Stage, sequence: int) -> bool:
+    """Whether a project at `stage` and `sequence` has got where `wait` waits for: `min_sequence`, one of `stages`,
+    or a final stage (a wait for neither waits for nothing), as the workflow's `await_progress` judges it."""
+    minimum = 0 if wait.min_sequence is None and not wait.stages else wait.min_sequence
+    return (minimum is not None and sequence >= minimum) or stage in wait.stages or stage.is_final
+
+
 def spent_every_update(err: RPCError) -> bool:
     """Whether Temporal refused an Update because the run has taken as many as it may in all
     (`history.maxTotalUpdates`, 2,000 by default; set below what the workflow keeps for decisions)."""
@@ -504,7 +511,6 @@ class Projects:
         FOLLOW_SECONDS until the loop time `deadline`, the project's stage (its `ProjectStage` search attribute) and
         how far its events are on Kafka (its `published_sequence` memo), which asks nothing of its worker and adds
         nothing to its history; then answers from one status read."""
-        minimum = 0 if wait.min_sequence is None and not wait.stages else wait.min_sequence
         handle = self._handle(project_id)
         loop = asyncio.get_running_loop()
         while True:
@@ -516,15 +522,13 @@ class Projects:
                 break
             stage = description.typed_search_attributes.get(visibility.STAGE)
             published = await description.memo_value(PUBLISHED_SEQUENCE_MEMO, 0, type_hint=int)
-            if (minimum is not None and published >= minimum) or (stage is not None and Stage(stage) in wait.stages):
+            if stage is not None and reaches(wait, Stage(stage), published):
                 break
             if loop.time() + FOLLOW_SECONDS >= deadline:
                 break
             await asyncio.sleep(FOLLOW_SECONDS)
         status = await self.status(project_id, actor)
-        reached = (
-            (minimum is not None and status.sequence >= minimum) or status.stage in wait.stages or status.stage.is_final
-        )
+        reached = reaches(wait, status.stage, status.sequence)
         return Progress(stage=status.stage, sequence=status.sequence, details=status.details, reached=reached)
 
     async def status(self, project_id: str, actor: Identity | None = None) -> ProjectStatus:

@@ -81,10 +81,8 @@ def dev(
                 "unavailable",
             )
     env = {**os.environ, "ALLIANCE_TEMPORAL_HEADLESS": "1" if headless else "0"}
-    # deploy/local/services.sh's port for the Web UI.
-    web_ui = (
-        "none (--headless)" if headless else f"http://127.0.0.1:{os.environ.get('ALLIANCE_TEMPORAL_UI_PORT', '8233')}"
-    )
+    ui_port = os.environ.get("ALLIANCE_TEMPORAL_UI_PORT", "8233")  # deploy/local/services.sh's port for the Web UI
+    web_ui = "none (--headless)" if headless else f"http://127.0.0.1:{ui_port}"
     if subprocess.run(["bash", str(SERVICES), "start"], env=env).returncode != 0:
         raise UserError("the local services did not start; see the lines above")
     alliance = str(Path(sys.executable).parent / "alliance")
