@@ -46,6 +46,11 @@ def open_review(status: ProjectStatus, institution: Institution) -> Review:
     if review is None and status.stage is Stage.screening:
         raise Refused(f"project {status.project_id} is still in screening: no review is open yet")
     review = review_of(status, institution)
+    if review.status is ReviewStatus.expired:
+        raise Refused(
+            f"the {institution.display} review is closed: expired at its deadline "
+            f"({review.deadline:%Y-%m-%d %H:%M} UTC), before this decision arrived"
+        )
     if not review.status.is_open:
         raise Refused(f"the {institution.display} review is closed: {review.status.value}")
     if status.stage is not Stage.financing:

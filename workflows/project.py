@@ -103,6 +103,7 @@ INSTRUCTIONS_AFTER_EVENTS = "instructions-after-events"
 COVER_RELEASED_AFTER_CLOSING = "cover-released-after-closing"
 CERTIFIED_MILESTONES_PAID = "certified-milestones-paid-after-cancel"
 PUBLISHED_IN_MEMO = "published-sequence-in-memo"
+REVIEW_CLOCKS_IN_PROJECT = "review-clocks-in-project"
 PATCHES = (
     REVIEWS_OPEN_TOGETHER,
     MILESTONE_REMINDERS,
@@ -110,6 +111,7 @@ PATCHES = (
     COVER_RELEASED_AFTER_CLOSING,
     CERTIFIED_MILESTONES_PAID,
     PUBLISHED_IN_MEMO,
+    REVIEW_CLOCKS_IN_PROJECT,
 )
 # The memo field that says up to which sequence the project's status events are on Kafka.
 PUBLISHED_SEQUENCE_MEMO = "published_sequence"
@@ -158,6 +160,8 @@ class ProjectWorkflow:
         self._outbox: list[ev.StatusEvent] = []
         self._ledger = Ledger()
         self._reviews: dict[Institution, workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]] = {}
+        # Whether this run keeps the reviews' clocks itself (REVIEW_CLOCKS_IN_PROJECT) rather than in child workflows.
+        self._clocks_in_project = False
         self._continue_after = start.continue_as_new_after_events
         self._run = 1
         # What the main coroutine waits for while it waits for people (None while it is busy): `await_progress`
@@ -242,7 +246,19 @@ class ProjectWorkflow:
         reminder = deadline - timedelta(days=self._timetable.reminder_days_before)
         requests = financing.requests(self._proposal)
         watchers = []
-        if workflow.patched(REVIEWS_OPEN_TOGETHER):
+        if workflow.patched(REVIEW_CLOCKS_IN_PROJECT):
+            # Each review's reminder and deadline are timers of this workflow: a decision is then accepted or
+            # refused in the project's own task (no Signal to a child, no child task, no second task of the
+            # project), and a decision and an expiry can never both win, because both are judged in this one
+            # single-threaded workflow, each against the review's status, with nothing awaited in between.
+            self._clocks_in_project = True
+            for institution, requested in requests:
+                self._open(institution, requested, opened, deadline)
+            watchers = [
+                asyncio.create_task(self._keep_review_clock(institution, deadline, reminder))
+                for institution, _ in requests
+            ]
+        elif workflow.patched(REVIEWS_OPEN_TOGETHER):
             # Every review is open (and takes decisions) before its clock starts; a decision that arrives before
             # its child workflow exists waits for it in _close_review.
             for institution, requested in requests:
@@ -300,14 +316,30 @@ class ProjectWorkflow:
         self._reviews[institution] = handle
         return asyncio.create_task(self._watch_review(handle))
 
+    async def _keep_review_clock(self, institution: Institution, deadline: datetime, reminder: datetime) -> None:
+        """One review's clock, kept in the project: the reminder (unless the timetable has none), then expiry at the
+        deadline, unless a decision, a withdrawal or a cancellation closed the review first."""
+        review = financing.review_of(self._status, institution)
+
+        def closed() -> bool:
+            return not review.status.is_open
+
+        if self._timetable.reminder_days_before and not await wait_until_direct(closed, reminder):
+            self._remind(institution)
+        if not await wait_until_direct(closed, deadline):
+            self._expire(review)
+
+    def _expire(self, review: Review) -> None:
+        review.status = ReviewStatus.expired
+        review.decided_at = workflow.now()
+        self._emit(ev.ReviewExpired, institution=review.institution, deadline=review.deadline)
+        self._set_search_attributes()
+
     async def _watch_review(self, handle: workflow.ChildWorkflowHandle[ReviewWorkflow, ReviewResult]) -> None:
         result = await handle
         review = financing.review_of(self._status, result.institution)
         if result.expired and review.status.is_open:
-            review.status = ReviewStatus.expired
-            review.decided_at = workflow.now()
-            self._emit(ev.ReviewExpired, institution=review.institution, deadline=review.deadline)
-            self._set_search_attributes()
+            self._expire(review)
 
     async def _withdraw_open_reviews(self, reason: str) -> None:
         for review in self._status.reviews:
@@ -320,6 +352,10 @@ class ProjectWorkflow:
 
     async def _close_review(self, institution: Institution, outcome: str) -> bool:
         """Tells the review it is over; False when it had already ended at its deadline."""
+        if self._clocks_in_project:
+            # The clock is this workflow's own timer: the review's status says it all (and the decision's rules,
+            # judged right after, refuse a review that expired).
+            return True
         # A decision can arrive while the review's child workflow is still being started.
         await workflow.wait_condition(lambda: institution in self._reviews)
         try:
@@ -445,7 +481,11 @@ class ProjectWorkflow:
 
     @workflow.signal(name=REMINDER_SIGNAL)
     def reminder_due(self, due: ReviewReminderDue) -> None:
-        review = next((r for r in self._status.reviews if r.institution is due.institution), None)
+        """A review child's reminder (projects whose reviews' clocks are child workflows)."""
+        self._remind(due.institution)
+
+    def _remind(self, institution: Institution) -> None:
+        review = next((r for r in self._status.reviews if r.institution is institution), None)
         if review is not None and review.status.is_open and self._status.stage is Stage.financing:
             self._emit(ev.ReviewReminder, institution=review.institution, deadline=review.deadline)
 

@@ -6,12 +6,14 @@ files under `current/`. Histories of earlier code stay in their own folders, eac
 (`reviews-open-before-their-clocks`), `before-milestone-reminders/` (`milestone-reminders`),
 `before-instructions-after-events/` (`instructions-after-events`, `cover-released-after-closing`),
 `before-certified-milestones-paid/` (`certified-milestones-paid-after-cancel`), `before-published-sequence-memo/`
-(`published-sequence-in-memo`):
+(`published-sequence-in-memo`), `before-review-clocks-in-project/` (`review-clocks-in-project`: until then each
+review's clock was a child workflow, whose histories are there too):
 replaying them against new code is what catches a change that would break projects already running.
 
 `current/` also holds every run of a project that continued as new (`project-ke-late-delivery-run-<n>`), recorded on
 a time-skipping server: a milestone a year late, reminded weekly, with a history limit of 200 events. `python -m
-tests.histories.record waits_released` records one scenario (`record_waits_released`) alone.
+tests.histories.record waits_released` records one scenario (`record_waits_released`) alone. `current/` also holds a
+project whose CDB review was reminded, then expired at its deadline (`project-zm-review-expired`), recorded there too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from alliance.demo import run_demo
@@ -81,6 +84,7 @@ async def record(only: str | None = None) -> list[Path]:
                     written.append(path)
             if only is None:
                 written += await record_continued(settings)
+                written += await record_expired(settings)
             return written
     finally:
         subprocess.run(["bash", str(ROOT / "deploy/local/services.sh"), "stop", "kafka"], env=env)
@@ -131,6 +135,26 @@ async def record_continued(settings: Settings) -> list[Path]:
         path.write_text(history.to_json() + "\n")
         written.append(path)
     return written
+
+
+async def record_expired(settings: Settings) -> list[Path]:
+    """Two approvals, then CDB lets its review be reminded and expire: the other reviews' clocks stop, the
+    approved commitments are released and financing is declined."""
+    proposal = example("zm-lusaka-smart-city-2", "zm-review-expired")
+    async with time_skipping_projects(settings) as (env, projects):
+        d = ProjectDriver(projects, proposal)
+        await d.start()
+        await d.progress(Stage.financing)
+        await d.approve(Institution.sinosure)
+        await d.approve(Institution.exim)
+        await env.sleep(timedelta(days=31))
+        status = await finished(projects, proposal.project_id)
+        if status.stage is not Stage.financing_declined:
+            raise SystemExit(f"the CDB review did not expire ({status.stage.value}): record again")
+        history = await env.client.get_workflow_handle(workflow_id(proposal.project_id)).fetch_history()
+    path = HERE / "current" / f"{workflow_id(proposal.project_id)}.json"
+    path.write_text(history.to_json() + "\n")
+    return [path]
 
 
 if __name__ == "__main__":

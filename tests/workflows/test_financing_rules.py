@@ -99,7 +99,11 @@ def test_a_closed_review_takes_no_more_decisions(
     status = in_financing(proposal())
     review(status, Institution.cdb).status = closed
     message = refused(status, lambda: check_any(status, decision(Institution.cdb)))
-    assert message == f"the China Development Bank review is closed: {closed.value}"
+    expected = f"the China Development Bank review is closed: {closed.value}"
+    if closed is ReviewStatus.expired:
+        deadline = review(status, Institution.cdb).deadline
+        expected += f" at its deadline ({deadline:%Y-%m-%d %H:%M} UTC), before this decision arrived"
+    assert message == expected
 
 
 @pytest.mark.parametrize("decision", EVERY_DECISION, ids=EVERY_DECISION_IDS)
