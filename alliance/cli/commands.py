@@ -297,13 +297,19 @@ def wait(
     sequence: Annotated[int | None, typer.Option(min=0, help="Until its status sequence reaches this")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=600, help="Seconds to wait at most")] = 60,
 ) -> None:
-    """Wait until a project reaches a stage or a status sequence (or ends); exits 1 if it has not by --timeout.
-    For scripts that follow a project without reading its status again and again."""
+    """Wait until a project reaches a stage or a status sequence; exits 1 if it has not by --timeout, or if it
+    ended elsewhere (a project cancelled in financing never reaches delivery). For scripts that follow a project
+    without reading its status again and again."""
     awaited = AwaitProgress(min_sequence=sequence, stages=stage or [], timeout_seconds=timeout)
     progress = session(ctx).act(lambda ops: ops.await_progress(project, awaited))
     render.progress(project, progress)
     if not progress.reached:
         raise UserError(f"project {project} did not get there within {timeout:g} s: it is {progress.stage.value}")
+    got_there = progress.stage in (stage or []) or (sequence is not None and progress.sequence >= sequence)
+    if (stage or sequence is not None) and not got_there:
+        # The wait answered because the project ended, somewhere else.
+        wanted = [f"in {s.value}" for s in stage or []] + ([f"at sequence {sequence}"] if sequence is not None else [])
+        raise UserError(f"project {project} has ended ({progress.stage.value}): it will never be {' or '.join(wanted)}")
 
 
 def list_projects(

@@ -64,6 +64,12 @@ async def test_a_project_driven_from_the_command_line(projects: Projects, settin
     assert cancelled.err == "note: the decision is recorded as made by Zhang Min (the token's person), not PMO\n"
     status = await finished(projects, "ke-cli-path")
     assert status.stage is Stage.cancelled
+    # A wait for a stage the project can no longer reach says so, and fails the script that waits.
+    never = await cli(settings, "wait", "ke-cli-path", "--stage", "delivery")
+    assert never.code == 1 and "ke-cli-path: cancelled at sequence" in never.out, never
+    assert one_line_error(never) == "error: project ke-cli-path has ended (cancelled): it will never be in delivery"
+    ended = await cli(settings, "wait", "ke-cli-path", "--stage", "cancelled")
+    assert ended.code == 0, ended.err
 
     tail = await cli(settings, "events", "tail", "--project", "ke-cli-path")
     types = [json.loads(line)["type"].rsplit(".", 1)[-1] for line in tail.out.splitlines()]
