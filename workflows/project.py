@@ -3,9 +3,10 @@
 The workflow sequences; the rule modules decide. `financing`, `effectiveness`, `delivery` and `cancellation` say
 whether a decision is allowed and what it changes (pure functions of the status, unit-tested without a server);
 `basis` refuses decisions based on a status that has since changed; `limits` refuses what could not be delivered;
-`ledger` remembers every decision id. This class holds the state, runs the activities, timers and review children,
-and owns the outbox: every accepted decision and every transition becomes one status event, numbered per project
-and queued in an outbox that a single publisher drains in order.
+`ledger` remembers every decision id. This class holds the state, runs the activities and timers (each review's
+reminder and deadline among them; review child workflows only in projects that entered financing before
+`review-clocks-in-project`), and owns the outbox: every accepted decision and every transition becomes one status
+event, numbered per project and queued in an outbox that a single publisher drains in order.
 
 One writer of the stage: a decision is applied in one synchronous step of its Update handler (`_decide`); the main
 coroutine moves the stage only through `_enter`, which never leaves a final stage, and re-checks cancellation after

@@ -1,4 +1,6 @@
-"""One institution's review of a project: the clock of its decision.
+"""One institution's review of a project: the clock of its decision, in projects that entered financing before
+`review-clocks-in-project` (later projects keep each review's clock as their own timers). Registered on every worker
+until the last such project has closed.
 
 The project workflow owns the decisions (it validates them against the whole financing package); the review
 owns the deadline. It reminds the project before the deadline and expires at it, unless the project closes it
