@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     streams_session_timeout_seconds: float = Field(
         default=30, ge=6, description="How long the group waits for a silent stream worker before its partitions move"
     )
+    streams_fetch_wait_ms: int = Field(
+        default=10,
+        ge=1,
+        le=1500,
+        description="The longest the stream worker's consumer lets the broker hold a fetch with nothing to return "
+        "(streams/transport.py; faust's own is 1,500 ms, which shows up as publish-to-view lag)",
+    )
     streams_recovery_patience_seconds: float = Field(
         default=60,
         gt=0,

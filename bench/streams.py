@@ -264,8 +264,17 @@ async def main(projects: int, bootstrap: str, rate: float, tick: float) -> None:
         p50 = statistics.median(lags)
         print(
             f"publish → table update lag over {len(lags)} events at {rate:.0f}/s (leader tick {tick:g} s): "
-            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {lags[-1]:.0f} ms"
         )
+        first = min(published[e.id] for e in paced)
+        slow = sorted(
+            {
+                round((published[e.id] - first) / 1000, 1)
+                for e in paced
+                if all_feed.get(e.id, 0) - published[e.id] >= p99
+            }
+        )
+        print(f"events at or above p99 were published at {', '.join(f'{s:.1f}' for s in slow)} s into the paced burst")
     print(f"portfolio counted {counted} projects (expected {projects + paced_projects})")
 
 
