@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         default=30, ge=6, description="How long the group waits for a silent stream worker before its partitions move"
     )
     streams_fetch_wait_ms: int = Field(
-        default=10,
+        default=100,
         ge=1,
         le=1500,
         description="The longest the stream worker's consumer lets the broker hold a fetch with nothing to return "

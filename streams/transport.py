@@ -8,7 +8,7 @@ partitions with no records buffered. A fetch sent while every busy status partit
 table changelogs), and the broker holds it for the whole wait; no status record is fetched meanwhile. The publish →
 view lag then has outliers of up to the wait (docs/streams.md, "The lag outliers").
 
-`StreamsApp` is `faust.App` with this transport; `ALLIANCE_STREAMS_FETCH_WAIT_MS` (default 10 ms) is the wait. A
+`StreamsApp` is `faust.App` with this transport; `ALLIANCE_STREAMS_FETCH_WAIT_MS` (default 100 ms) is the wait. A
 shorter wait costs one more (empty) fetch per wait per broker when partitions are idle; the Java consumer's default
 is 500 ms, librdkafka's 500 ms.
 """
