@@ -20,16 +20,13 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import AppT
 from faust.types.transports import TransportT
-
-FETCH_WAIT_MS = "alliance_fetch_wait_ms"  # the key in the faust app's settings (`App.conf`)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        wait = fetch_wait_ms(self.app)
+        wait = getattr(self.app, "fetch_wait_ms", None)  # set by StreamsApp; None: faust's own 1,500 ms
         if wait is not None:
             # aiokafka hands this to its Fetcher in `start()`; `tests/streams/test_transport.py` checks the running
             # fetcher's wait, so a faust or aiokafka release that moves it fails a test rather than the lag.
@@ -48,11 +45,6 @@ class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
-def fetch_wait_ms(app: AppT) -> int | None:
-    """The fetch wait (ms) given to `StreamsApp`, or None (faust's own 1,500 ms)."""
-    return getattr(app, FETCH_WAIT_MS, None)
-
-
 class StreamsApp(faust.App):
     """`faust.App` whose Kafka consumer waits at most `fetch_wait_ms` milliseconds for a fetch (broker URLs `kafka://`
     and `aiokafka://` only). Raises ValueError for a wait below 1 ms."""
@@ -60,7 +52,7 @@ class StreamsApp(faust.App):
     def __init__(self, *args: Any, fetch_wait_ms: int, **kwargs: Any) -> None:
         if fetch_wait_ms < 1:
             raise ValueError(f"a fetch wait of {fetch_wait_ms} ms: it must be at least 1 ms")
-        setattr(self, FETCH_WAIT_MS, fetch_wait_ms)
+        self.fetch_wait_ms = fetch_wait_ms
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:
