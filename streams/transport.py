@@ -15,7 +15,7 @@ is 500 ms, librdkafka's 500 ms.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import aiokafka
 import faust
@@ -26,11 +26,9 @@ from faust.types.transports import TransportT
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        wait = getattr(self.app, "fetch_wait_ms", None)  # set by StreamsApp; None: faust's own 1,500 ms
-        if wait is not None:
-            # aiokafka hands this to its Fetcher in `start()`; `tests/streams/test_transport.py` checks the running
-            # fetcher's wait, so a faust or aiokafka release that moves it fails a test rather than the lag.
-            consumer._fetch_max_wait_ms = wait
+        # aiokafka hands this to its Fetcher in `start()`; `tests/streams/test_transport.py` checks the running
+        # fetcher's wait, so a faust or aiokafka release that moves it fails a test rather than the lag.
+        consumer._fetch_max_wait_ms = cast(StreamsApp, self.app).fetch_wait_ms
         return consumer
 
 
@@ -40,7 +38,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 class Transport(faust_aiokafka.Transport):
-    """faust's aiokafka transport whose worker consumer takes `fetch_max_wait_ms` from the app's settings."""
+    """faust's aiokafka transport whose worker consumer takes `fetch_max_wait_ms` from `StreamsApp.fetch_wait_ms`."""
 
     Consumer = _Consumer
 
